@@ -1,0 +1,65 @@
+"""The interface every search algorithm implements.
+
+An algorithm is stateless with respect to the experiment: `suggest` receives the whole request
+(the experiment, every trial with its labels, and the settings returned by earlier replies) and
+must derive its answer from that alone. A retried request must give the same answer, so any
+randomness comes from `Request.seed`, which is a function of the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import Problems
+from .experiment import Experiment
+from .history import History
+from .settings import Schema
+
+
+@dataclass(frozen=True)
+class Request:
+    experiment: Experiment
+    settings: dict[str, Any]
+    history: History
+    count: int  # current_request_number: exactly this many proposals are due
+    total: int  # total_request_number: requested so far, this batch included
+
+    @property
+    def seed(self) -> int:
+        """A seed that changes from batch to batch but not when the same request is retried."""
+        return derive_seed(self.experiment.name, self.settings.get("random_state"), self.total, len(self.history.trials))
+
+
+@dataclass(frozen=True)
+class Proposal:
+    assignment: dict[str, str]
+    trial_name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    proposals: list[Proposal]
+    settings: dict[str, str] = field(default_factory=dict)  # merged into later requests by Katib
+
+
+class Algorithm:
+    """Base class: set `name`, `summary` and `schema`; implement `suggest`; extend `check`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    schema: ClassVar[Schema] = Schema()
+
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems) -> None:
+        """Algorithm-specific validation beyond the space and the settings schema."""
+
+    def suggest(self, request: Request) -> Reply:
+        raise NotImplementedError
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any printable parts (Python's hash() is salted per process)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1

@@ -1,0 +1,93 @@
+"""Trial history: every trial of the request, parsed once against the search space."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .experiment import Experiment
+
+
+class Condition(enum.IntEnum):
+    """A trial's latest condition; numbers shared with the wire enum TrialConditionType."""
+
+    CREATED = 0
+    RUNNING = 1
+    SUCCEEDED = 2
+    KILLED = 3
+    FAILED = 4
+    METRICSUNAVAILABLE = 5
+    EARLYSTOPPED = 6
+    UNKNOWN = 7
+
+
+PENDING = frozenset({Condition.CREATED, Condition.RUNNING})
+
+
+def metric_value(text: str | None) -> float | None:
+    """A metric string as a finite float; None for missing, non-numeric, NaN or infinite values."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True, eq=False)
+class Trial:
+    """One trial. `point` is None when its assignment is not a point of this space (for example a
+    trial of another experiment that shares the name); `value` is the objective oriented for
+    minimization, None when there is no usable observation."""
+
+    name: str
+    condition: Condition
+    assignment: Mapping[str, str]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, str] = field(default_factory=dict)
+    point: tuple | None = None
+    value: float | None = None
+
+
+class History:
+    """The trials of one request."""
+
+    def __init__(self, experiment: Experiment, trials: Iterable[Trial]):
+        self.experiment = experiment
+        self.trials = list(trials)
+
+    def points(self, exclude: frozenset[Condition] = frozenset()) -> set[tuple]:
+        """Points of the trials in this space, except those in the excluded conditions."""
+        return {t.point for t in self.trials if t.point is not None and t.condition not in exclude}
+
+    def completed(self) -> list[Trial]:
+        """Trials with an objective value, in request order."""
+        return [t for t in self.trials if t.value is not None and t.point is not None]
+
+
+def parse_trial(
+    experiment: Experiment,
+    name: str,
+    condition: int,
+    assignment: Mapping[str, str],
+    labels: Mapping[str, str],
+    metrics: Mapping[str, str],
+) -> Trial:
+    """One trial, parsed against the experiment; never rejects a trial."""
+    try:
+        state = Condition(condition)
+    except ValueError:
+        state = Condition.UNKNOWN
+    value = metric_value(metrics.get(experiment.objective.metric))
+    return Trial(
+        name=name,
+        condition=state,
+        assignment=assignment,
+        labels=labels,
+        metrics=metrics,
+        point=experiment.space.key_of(assignment),
+        value=None if value is None else experiment.objective.oriented(value),
+    )

@@ -1,0 +1,35 @@
+"""Algorithm names and where each one lives. Adding an algorithm adds one line here.
+
+Modules are imported on first use, so a server pays only for the algorithm it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Algorithm
+
+_LOCATIONS = {
+    "grid": "algorithms.grid:GridSearch",
+    "random": "algorithms.random_search:RandomSearch",
+}
+_loaded: dict[str, Algorithm] = {}
+
+
+def names() -> list[str]:
+    return sorted(_LOCATIONS)
+
+
+def get(name: str) -> Algorithm | None:
+    """The algorithm registered under `name`, or None."""
+    algorithm = _loaded.get(name)
+    if algorithm is None and name in _LOCATIONS:
+        module, _, cls = _LOCATIONS[name].partition(":")
+        algorithm = _loaded[name] = getattr(importlib.import_module(module), cls)()
+    return algorithm
+
+
+def register(name: str, location: str) -> None:
+    """Registers the algorithm at `module:Class` under `name` (for plug-ins and tests)."""
+    _LOCATIONS[name] = location
+    _loaded.pop(name, None)

@@ -1,0 +1,133 @@
+"""Declarative algorithm settings.
+
+Each algorithm declares its settings once, as a `Schema` of `Setting`s. The schema validates and
+parses the `algorithmSettings` of an Experiment, and renders the settings table of the README.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Problems
+
+FIELD = "spec.algorithm.algorithmSettings"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. `kind` is int, float, str or bool; `choices` restricts a str setting.
+
+    `low`/`high` bound numbers; `low_open`/`high_open` make a bound exclusive. A `default` of None
+    with `required=False` means "unset" and is passed on as None.
+    """
+
+    name: str
+    kind: type
+    default: Any = None
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    required: bool = False
+
+    def parse(self, text: str) -> tuple[Any, str | None]:
+        """The parsed value, or (None, the reason it is invalid)."""
+        text = text.strip()
+        if self.kind is bool:
+            lowered = text.lower()
+            if lowered in ("true", "false"):
+                return lowered == "true", None
+            return None, f'"{text}" is not a boolean; use true or false'
+        if self.kind is str:
+            if self.choices and text not in self.choices:
+                return None, f'"{text}" is not one of {", ".join(self.choices)}'
+            if not text:
+                return None, "is empty"
+            return text, None
+        try:
+            value = float(text) if self.kind is float else int(text)
+        except ValueError:
+            noun = "a number" if self.kind is float else "an integer"
+            return None, f'"{text}" is not {noun}'
+        if not math.isfinite(value):
+            return None, f'"{text}" is not a finite number'
+        if not self._in_range(value):
+            return None, f"{text} is out of range; it must be {self.range_text()}"
+        return value, None
+
+    def _in_range(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def range_text(self) -> str:
+        """The allowed values in words, e.g. "> 0", "in (0, 1)", "one of GP, RF"."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.low is not None and self.high is not None:
+            left = "(" if self.low_open else "["
+            right = ")" if self.high_open else "]"
+            return f"in {left}{_num(self.low)}, {_num(self.high)}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '≥'} {_num(self.low)}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '≤'} {_num(self.high)}"
+        return "any " + {int: "integer", float: "number", str: "string", bool: "boolean"}[self.kind]
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+class Schema:
+    """The settings of one algorithm."""
+
+    def __init__(self, *settings: Setting):
+        self.settings = {s.name: s for s in settings}
+
+    def parse(self, algorithm: str, raw: Iterable[tuple[str, str]], problems: Problems) -> dict[str, Any]:
+        """Parses raw (name, value) pairs, recording problems; later pairs override earlier ones."""
+        given = dict(raw)
+        values = {}
+        for name, text in given.items():
+            setting = self.settings.get(name)
+            if setting is None:
+                known = ", ".join(self.settings) or "none"
+                problems.add(FIELD, f'unknown setting "{name}" for algorithm {algorithm}; its settings are: {known}')
+                continue
+            value, error = setting.parse(text)
+            if error:
+                problems.add(f'{FIELD}["{name}"]', f"{error}")
+            else:
+                values[name] = value
+        for setting in self.settings.values():
+            if setting.name in given:
+                continue
+            if setting.required:
+                problems.add(FIELD, f'"{setting.name}" is required by algorithm {algorithm}: {setting.help}')
+            values[setting.name] = setting.default
+        return values
+
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        """(name, type, default, allowed, help) for each setting, for documentation."""
+        out = []
+        for s in self.settings.values():
+            default = "required" if s.required else ("unset" if s.default is None else str(s.default))
+            out.append((s.name, s.kind.__name__, default, s.range_text(), s.help))
+        return out
+
+
+RANDOM_STATE = Setting(
+    "random_state",
+    int,
+    None,
+    "Seed for reproducible runs; when unset, the seed is derived from the experiment name.",
+    low=0,
+)

@@ -1,0 +1,1 @@
+"""gRPC services: the wire side of the algorithm core (conversion, servicers, server, CLIs)."""

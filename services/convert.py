@@ -1,0 +1,106 @@
+"""Conversion between the wire messages and the algorithm core."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from algorithms.base import Reply
+from algorithms.errors import Problems
+from algorithms.experiment import Experiment
+from algorithms.history import Trial, parse_trial
+from algorithms.space import RawParameter
+
+from .pb import api_pb2
+
+
+def experiment(pb: api_pb2.Experiment, problems: Problems | None = None) -> Experiment:
+    spec = pb.spec
+    objective = spec.objective
+    return Experiment.parse(
+        name=pb.name,
+        parameters=[
+            RawParameter(
+                p.name,
+                p.parameter_type,
+                p.feasible_space.min,
+                p.feasible_space.max,
+                p.feasible_space.list,
+                p.feasible_space.step,
+                p.feasible_space.distribution,
+            )
+            for p in spec.parameter_specs.parameters
+        ],
+        objective_type=objective.type,
+        objective_metric=objective.objective_metric_name,
+        goal=objective.goal,
+        additional_metrics=objective.additional_metric_names,
+        algorithm=spec.algorithm.algorithm_name,
+        settings=[(s.name, s.value) for s in spec.algorithm.algorithm_settings],
+        max_trial_count=spec.max_trial_count,
+        parallel_trial_count=spec.parallel_trial_count,
+        problems=problems,
+    )
+
+
+def trial_fields(t: api_pb2.Trial) -> tuple:
+    """(name, condition, assignment, labels, metrics) of a trial, as parse_trial takes them."""
+    return (
+        t.name,
+        t.status.condition,
+        {a.name: a.value for a in t.spec.parameter_assignments.assignments},
+        dict(t.spec.labels),
+        {m.name: m.value for m in t.status.observation.metrics},
+    )
+
+
+class TrialCache:
+    """Parsed trials of recent requests, keyed by each trial's wire bytes.
+
+    Katib sends every trial on every request, and reading protobuf fields from Python costs far
+    more than serializing a trial back to bytes. Since the bytes hold everything a trial is, a
+    trial whose bytes were seen in the previous request of the same experiment is reused as
+    parsed; any change (a new condition, a new metric) is a new key and is parsed afresh. Only
+    the trials of the latest request of each of the last few experiments are kept.
+    """
+
+    def __init__(self, experiments: int = 4):
+        self._experiments = experiments
+        self._by_experiment: OrderedDict[bytes, dict[bytes, Trial]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def trials(self, experiment: Experiment, pb: api_pb2.Experiment, pbs: Iterable[api_pb2.Trial]) -> list[Trial]:
+        # Parsing depends on the parameters and the objective only, not on the settings.
+        key = pb.name.encode() + b"\0" + pb.spec.parameter_specs.SerializeToString(deterministic=True)
+        key += pb.spec.objective.SerializeToString(deterministic=True)
+        with self._lock:
+            previous = self._by_experiment.pop(key, {})
+        current: dict[bytes, Trial] = {}
+        out = []
+        for t in pbs:
+            wire = t.SerializeToString(deterministic=True)
+            trial = previous.get(wire) or current.get(wire)
+            if trial is None:
+                trial = parse_trial(experiment, *trial_fields(t))
+            current[wire] = trial
+            out.append(trial)
+        with self._lock:
+            self._by_experiment[key] = current
+            while len(self._by_experiment) > self._experiments:
+                self._by_experiment.popitem(last=False)
+        return out
+
+
+def suggestions_reply(reply: Reply, algorithm: str) -> api_pb2.GetSuggestionsReply:
+    out = api_pb2.GetSuggestionsReply()
+    for proposal in reply.proposals:
+        item = out.parameter_assignments.add(trial_name=proposal.trial_name)
+        item.assignments.extend(api_pb2.ParameterAssignment(name=k, value=v) for k, v in proposal.assignment.items())
+        item.labels.update(proposal.labels)
+    if reply.settings:
+        out.algorithm.algorithm_name = algorithm
+        out.algorithm.algorithm_settings.extend(
+            api_pb2.AlgorithmSetting(name=k, value=v) for k, v in reply.settings.items()
+        )
+    return out

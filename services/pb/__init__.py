@@ -1,0 +1,1 @@
+"""Stubs generated from proto/api.proto by proto/generate.py. Do not edit."""

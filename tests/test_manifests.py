@@ -1,0 +1,91 @@
+"""Consistency checks for the deployment files: manifests/ and Dockerfile.suggestion."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS = ROOT / "manifests"
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def suggestions():
+    return load_yaml(MANIFESTS / "katib-config.yaml")["runtime"]["suggestions"]
+
+
+def dockerfile_instructions(name):
+    """Arguments of every `name` instruction in Dockerfile.suggestion, in order."""
+    args = []
+    for line in (ROOT / "Dockerfile.suggestion").read_text(encoding="utf-8").splitlines():
+        parts = line.strip().split(None, 1)
+        if parts and parts[0].upper() == name:
+            args.append(parts[1].strip() if len(parts) > 1 else "")
+    return args
+
+
+def test_katib_config_is_a_katib_config():
+    config = load_yaml(MANIFESTS / "katib-config.yaml")
+    assert config["apiVersion"] == "config.kubeflow.org/v1beta1"
+    assert config["kind"] == "KatibConfig"
+    assert config["init"]["controller"]["trialResources"]
+
+
+def test_registered_algorithms_match_registry():
+    from algorithms import registry
+
+    in_config = {entry["algorithmName"] for entry in suggestions()}
+    implemented = set(registry.names())
+    assert in_config == implemented, (
+        f"implemented but missing from katib-config.yaml: {sorted(implemented - in_config)}; "
+        f"in katib-config.yaml but not implemented: {sorted(in_config - implemented)}"
+    )
+
+
+def test_suggestion_entries_pass_algorithm_and_share_one_image():
+    entries = suggestions()
+    for entry in entries:
+        assert entry.get("args") == ["--algorithm", entry["algorithmName"]], entry
+    images = {entry["image"] for entry in entries}
+    assert len(images) == 1, f"suggestions use several images: {sorted(images)}"
+
+
+def test_kustomization_replaces_katib_config():
+    kustomization = load_yaml(MANIFESTS / "kustomization.yaml")
+    generators = [g for g in kustomization["configMapGenerator"] if g["name"] == "katib-config"]
+    assert len(generators) == 1, kustomization["configMapGenerator"]
+    generator = generators[0]
+    assert generator["behavior"] == "replace"
+    assert generator.get("namespace") == "kubeflow"
+    assert generator["files"] == ["katib-config.yaml"]
+    assert kustomization["generatorOptions"]["disableNameSuffixHash"] is True
+
+
+def test_kustomization_does_not_pretend_to_retag_the_suggestion_image():
+    # Kustomize's image transformer does not touch the image strings inside the
+    # ConfigMap data, so an `images:` entry for them would silently do nothing.
+    image_names = {entry["image"].rsplit(":", 1)[0] for entry in suggestions()}
+    kustomization = load_yaml(MANIFESTS / "kustomization.yaml")
+    retagged = {entry["name"] for entry in kustomization.get("images") or []}
+    assert not image_names & retagged, (
+        "kustomize `images:` cannot change images inside katib-config.yaml; "
+        "edit manifests/katib-config.yaml instead"
+    )
+
+
+def test_dockerfile_runs_katib_suggestion_as_non_root_on_6789():
+    users = dockerfile_instructions("USER")
+    assert users, "Dockerfile.suggestion has no USER instruction"
+    user = users[-1].split(":", 1)[0]
+    assert user not in {"root", "0"}, f"final USER is {users[-1]!r}"
+
+    entrypoints = dockerfile_instructions("ENTRYPOINT")
+    assert entrypoints, "Dockerfile.suggestion has no ENTRYPOINT"
+    assert json.loads(entrypoints[-1]) == ["katib-suggestion"]
+
+    exposed = {port for args in dockerfile_instructions("EXPOSE") for port in args.split()}
+    assert "6789" in exposed or "6789/tcp" in exposed, f"EXPOSE lists {sorted(exposed)}"
