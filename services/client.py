@@ -122,12 +122,12 @@ class ServerProcess:
     The child prints "... on HOST:PORT" on its first stdout line once it listens.
     """
 
-    def __init__(self, argv: Sequence[str], host: str = "127.0.0.1", timeout: float = 20.0):
+    def __init__(self, argv: Sequence[str], host: str = "127.0.0.1", timeout: float = 20.0, stderr=subprocess.DEVNULL):
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", *argv, "--address", f"{host}:0"],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             text=True,
         )
         line = self.process.stdout.readline()

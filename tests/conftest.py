@@ -1,0 +1,91 @@
+"""Shared fixtures: real gRPC servers on 127.0.0.1 with ephemeral ports."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services import suggestion
+from services.client import experiment_pb
+from services.pb import api_pb2, api_pb2_grpc
+
+
+class Client:
+    """A Suggestion stub plus shortcuts for the two RPCs."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.channel = grpc.insecure_channel(address)
+        self.stub = api_pb2_grpc.SuggestionStub(self.channel)
+
+    def validate(self, experiment: api_pb2.Experiment) -> None:
+        self.stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=10)
+
+    def suggest(self, experiment, trials=(), count=1, total=None) -> api_pb2.GetSuggestionsReply:
+        total = len(trials) + count if total is None else total
+        request = api_pb2.GetSuggestionsRequest(
+            experiment=experiment, trials=list(trials), current_request_number=count, total_request_number=total
+        )
+        return self.stub.GetSuggestions(request, timeout=60)
+
+
+@pytest.fixture
+def serve():
+    """Starts in-process Suggestion servers: serve(algorithm) -> Client. All stop after the test."""
+    servers = []
+
+    def start(algorithm: str = "random", **options) -> Client:
+        server = suggestion.start(algorithm, "127.0.0.1:0", **options)
+        servers.append(server)
+        return Client(server.address)
+
+    start.servers = servers
+    yield start
+    for server in servers:
+        server.shutdown(grace=1)
+
+
+def spec(parameters, algorithm="random", settings=None, objective="maximize", metric="accuracy", **extra):
+    """A Katib Experiment spec dict (YAML shape)."""
+    out = {
+        "parameters": parameters,
+        "objective": {"type": objective, "objectiveMetricName": metric},
+        "algorithm": {
+            "algorithmName": algorithm,
+            "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (settings or {}).items()],
+        },
+    }
+    out.update(extra)
+    return out
+
+
+def experiment(parameters, name="exp", **kwargs) -> api_pb2.Experiment:
+    return experiment_pb(name, spec(parameters, **kwargs))
+
+
+def double(name, lo, hi, step=None, distribution=None):
+    fs = {"min": str(lo), "max": str(hi)}
+    if step is not None:
+        fs["step"] = str(step)
+    if distribution:
+        fs["distribution"] = distribution
+    return {"name": name, "parameterType": "double", "feasibleSpace": fs}
+
+
+def integer(name, lo, hi, step=None, distribution=None):
+    p = double(name, lo, hi, step, distribution)
+    p["parameterType"] = "int"
+    return p
+
+
+def categorical(name, *values):
+    return {"name": name, "parameterType": "categorical", "feasibleSpace": {"list": list(values)}}
+
+
+def discrete(name, *values):
+    return {"name": name, "parameterType": "discrete", "feasibleSpace": {"list": [str(v) for v in values]}}
+
+
+def points(reply) -> list[tuple]:
+    """The assignments of a reply as hashable tuples of (name, value) pairs."""
+    return [tuple(sorted((a.name, a.value) for a in item.assignments)) for item in reply.parameter_assignments]

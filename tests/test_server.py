@@ -1,0 +1,149 @@
+"""The server bootstrap: health, reflection, error mapping, size limits, logging, SIGTERM drain, CLI."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from algorithms import registry
+from services.client import ServerProcess, trial_pb
+from services.pb import api_pb2
+
+from . import plugins
+from .conftest import Client, double, experiment, integer
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def health_status(channel, service):
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+@pytest.fixture
+def test_algorithms():
+    registry.register("test-blocking", "tests.plugins:Blocking")
+    registry.register("test-crashing", "tests.plugins:Crashing")
+    yield
+    for name in ("test-blocking", "test-crashing"):
+        registry._LOCATIONS.pop(name)
+        registry._loaded.pop(name, None)
+
+
+def test_health_answers_serving_for_katib_names(serve):
+    client = serve("random")
+    for name in ("", "manager.v1beta1.Suggestion", "api.v1.beta1.Suggestion"):
+        assert health_status(client.channel, name) == SERVING, name
+    with pytest.raises(grpc.RpcError) as caught:
+        health_status(client.channel, "no.such.Service")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_the_services(serve):
+    client = serve("random")
+    stub = reflection_pb2_grpc.ServerReflectionStub(client.channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"api.v1.beta1.Suggestion", "grpc.health.v1.Health"} <= names
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="api.v1.beta1.Suggestion")
+    (response,) = stub.ServerReflectionInfo(iter([request]))
+    assert response.file_descriptor_response.file_descriptor_proto  # grpcurl can describe the API
+
+
+def test_unexpected_error_is_internal_and_server_stays_up(serve, test_algorithms):
+    client = serve("random")
+    exp = experiment([double("x", 0, 1)], algorithm="test-crashing")
+    with pytest.raises(grpc.RpcError) as caught:
+        client.suggest(exp)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "ZeroDivisionError" in caught.value.details()
+    assert health_status(client.channel, "") == SERVING
+    assert len(client.suggest(experiment([double("x", 0, 1)]), count=2).parameter_assignments) == 2
+
+
+def test_empty_algorithm_name_uses_the_served_algorithm(serve):
+    client = serve("grid")
+    exp = experiment([integer("a", 1, 3)], algorithm="", maxTrialCount=3)
+    values = sorted(item.assignments[0].value for item in client.suggest(exp, count=3).parameter_assignments)
+    assert values == ["1", "2", "3"]
+    with pytest.raises(grpc.RpcError):
+        client.suggest(exp, count=4)  # grid semantics: only 3 points
+
+
+def test_shutdown_drains_calls_in_flight(serve, test_algorithms):
+    client = serve("random")
+    server = serve.servers[0]
+    plugins.release.clear()
+    plugins.entered.clear()
+    result = {}
+
+    def call():
+        result["reply"] = client.suggest(experiment([double("x", 0, 1)], algorithm="test-blocking"), count=2)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert plugins.entered.wait(5)
+    stopper = threading.Thread(target=server.shutdown, args=(10,))
+    stopper.start()
+    time.sleep(0.3)
+    assert server.health._server_status[""] == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert caller.is_alive() and stopper.is_alive(), "the call in flight must be waited for"
+    plugins.release.set()
+    caller.join(5)
+    stopper.join(5)
+    assert len(result["reply"].parameter_assignments) == 2
+    with pytest.raises(grpc.RpcError) as caught:
+        client.suggest(experiment([double("x", 0, 1)]))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def big_request_trials(n):
+    """n trials of about 700 bytes each: 10,000 of them exceed gRPC's default 4 MiB limit."""
+    return [trial_pb(f"trial-{i:05d}", {"x": str(i / n), "pad": "p" * 600}, "Succeeded", {"accuracy": i}) for i in range(n)]
+
+
+def test_ten_thousand_trials_fit_the_default_limit(serve):
+    client = serve("random")
+    trials = big_request_trials(10_000)
+    assert api_pb2.GetSuggestionsRequest(trials=trials).ByteSize() > 4 * 1024 * 1024
+    reply = client.suggest(experiment([double("x", 0, 1)]), trials, count=3)
+    assert len(reply.parameter_assignments) == 3
+
+
+def test_receive_limit_is_configurable(serve):
+    client = serve("random", max_message_mb=1)
+    with pytest.raises(grpc.RpcError) as caught:
+        client.suggest(experiment([double("x", 0, 1)]), big_request_trials(10_000))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_sigterm_sets_not_serving_drains_and_exits(tmp_path):
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        server = ServerProcess(["services.suggestion", "--algorithm", "random"], stderr=log)
+    client = Client(server.address)
+    client.suggest(experiment([double("x", 0, 1)], name="my-experiment"))
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(10) == 0
+    text = log_path.read_text()
+    assert "[my-experiment]" in text and "random: 1 assignment(s) for 0 trial(s)" in text
+    assert "SIGTERM received" in text
+
+
+def test_module_entry_point_and_console_script():
+    with ServerProcess(["services.suggestion", "--algorithm", "grid"]) as server:
+        assert health_status(server.channel, "manager.v1beta1.Suggestion") == SERVING
+    unknown = subprocess.run(
+        [sys.executable, "-m", "services.suggestion", "--algorithm", "nope"], capture_output=True, text=True
+    )
+    assert unknown.returncode == 2 and "invalid choice: 'nope'" in unknown.stderr
+    script = shutil.which("katib-suggestion")
+    assert script, "katib-suggestion is not installed: run pip install ."
+    usage = subprocess.run([script, "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "--algorithm" in usage.stdout and "0.0.0.0:6789" in usage.stdout
