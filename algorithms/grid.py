@@ -58,13 +58,12 @@ class GridSearch(Algorithm):
         done: set[int] = set()
         failures: Counter[int] = Counter()
         for trial in request.history.trials:
-            if trial.point is None:
+            if trial.rank is None:
                 continue
-            rank = space.rank(trial.point)
             if trial.condition is Condition.FAILED:
-                failures[rank] += 1
+                failures[trial.rank] += 1
             else:
-                done.add(rank)
+                done.add(trial.rank)
         picks: list[int] = []
         i = 0
         while len(picks) < request.count and i < n:

@@ -37,7 +37,7 @@ def metric_value(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Trial:
     """One trial. `point` is None when its assignment is not a point of this space (for example a
     trial of another experiment that shares the name); `value` is the objective oriented for
@@ -49,6 +49,7 @@ class Trial:
     labels: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, str] = field(default_factory=dict)
     point: tuple | None = None
+    rank: int | None = None  # the point's number in a finite space (SearchSpace.rank)
     value: float | None = None
 
 
@@ -82,12 +83,15 @@ def parse_trial(
     except ValueError:
         state = Condition.UNKNOWN
     value = metric_value(metrics.get(experiment.objective.metric))
+    space = experiment.space
+    point = space.key_of(assignment)
     return Trial(
         name=name,
         condition=state,
         assignment=assignment,
         labels=labels,
         metrics=metrics,
-        point=experiment.space.key_of(assignment),
+        point=point,
+        rank=None if point is None or space.size is None else space.rank(point),
         value=None if value is None else experiment.objective.oriented(value),
     )

@@ -25,7 +25,8 @@ and CATEGORICAL lists are always sampled uniformly (their `distribution` is igno
 list is ordered by numeric value in the unit encoding.
 
 String forms: INT gives "3"; a continuous DOUBLE gives Python's shortest round-trip form; a
-stepped DOUBLE gives its exact decimal ("0.3"); list values are returned exactly as listed.
+stepped DOUBLE gives its exact decimal without trailing zeros ("0.3", "0.1", "2.0"); list values
+are returned exactly as listed.
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ class Parameter:
         if self.choices:
             return self.choices[key]
         exact = self.dmin + self.dstep * key
-        return str(int(exact)) if self.type is ParamType.INT else format(exact, "f")
+        if self.type is ParamType.INT:
+            return str(int(exact))
+        text = format(exact.normalize(), "f")  # "0.1" for 0.10, like the user writes it
+        return text if "." in text else text + ".0"  # a double keeps its point, as repr() does
 
     def parse(self, text: str) -> Key | None:
         """The key of a value string, or None when it is not a point of this parameter."""

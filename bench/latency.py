@@ -171,11 +171,18 @@ def check_reply(reply: api_pb2.GetSuggestionsReply, taken: set[frozenset], case:
         sys.exit(f"FAIL {case}: proposed {proposed[0]}, which a trial already has")
 
 
+def trial_points(request: api_pb2.GetSuggestionsRequest) -> set[frozenset]:
+    return {canonical({a.name: a.value for a in t.spec.parameter_assignments.assignments}) for t in request.trials}
+
+
 def timed_calls(
-    stub: api_pb2_grpc.SuggestionStub, request: api_pb2.GetSuggestionsRequest, calls: int, case: str
+    stub: api_pb2_grpc.SuggestionStub,
+    request: api_pb2.GetSuggestionsRequest,
+    taken: set[frozenset],
+    calls: int,
+    case: str,
 ) -> list[float]:
-    """Round-trip milliseconds of `calls` identical calls, each reply checked."""
-    taken = {canonical({a.name: a.value for a in t.spec.parameter_assignments.assignments}) for t in request.trials}
+    """Round-trip milliseconds of `calls` identical calls, each reply checked against `taken`."""
     times = []
     for _ in range(calls):
         start = time.perf_counter()
@@ -190,10 +197,11 @@ def timed_calls(
 
 def measure(stub: api_pb2_grpc.SuggestionStub, algorithm: str, trial_count: int) -> Latency:
     request = suggestion_request(algorithm, trial_count)
+    taken = trial_points(request)
     case = f"{algorithm} with {trial_count} trials"
-    first = timed_calls(stub, request, 1, case)[0]
+    first = timed_calls(stub, request, taken, 1, case)[0]
     calls = CALLS_FEW_TRIALS if trial_count <= MANY_TRIALS else CALLS_MANY_TRIALS
-    times = timed_calls(stub, request, calls, case)
+    times = timed_calls(stub, request, taken, calls, case)
     p95 = statistics.quantiles(times, n=100, method="inclusive")[94]
     return Latency(algorithm, trial_count, first, statistics.median(times), p95)
 

@@ -58,11 +58,12 @@ def trial_fields(t: api_pb2.Trial) -> tuple:
 class TrialCache:
     """Parsed trials of recent requests, keyed by each trial's wire bytes.
 
-    Katib sends every trial on every request, and reading protobuf fields from Python costs far
-    more than serializing a trial back to bytes. Since the bytes hold everything a trial is, a
-    trial whose bytes were seen in the previous request of the same experiment is reused as
-    parsed; any change (a new condition, a new metric) is a new key and is parsed afresh. Only
-    the trials of the latest request of each of the last few experiments are kept.
+    Katib sends every trial on every request, and nearly all of them are unchanged since the
+    previous request. The bytes hold everything a trial is, so a trial whose bytes were seen in
+    the previous request of the same experiment is reused as parsed; any change (a new
+    condition, a new metric) gives new bytes and is parsed afresh. Only the trials of the latest
+    request of each of the last few experiments are kept. (A client that writes map entries in
+    a random order, as Go does for labels, only makes such trials miss the cache.)
     """
 
     def __init__(self, experiments: int = 4):
@@ -70,7 +71,8 @@ class TrialCache:
         self._by_experiment: OrderedDict[bytes, dict[bytes, Trial]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def trials(self, experiment: Experiment, pb: api_pb2.Experiment, pbs: Iterable[api_pb2.Trial]) -> list[Trial]:
+    def trials(self, experiment: Experiment, pb: api_pb2.Experiment, blobs: Iterable[bytes]) -> list[Trial]:
+        """The parsed trials of serialized `Trial` messages."""
         # Parsing depends on the parameters and the objective only, not on the settings.
         key = pb.name.encode() + b"\0" + pb.spec.parameter_specs.SerializeToString(deterministic=True)
         key += pb.spec.objective.SerializeToString(deterministic=True)
@@ -78,12 +80,11 @@ class TrialCache:
             previous = self._by_experiment.pop(key, {})
         current: dict[bytes, Trial] = {}
         out = []
-        for t in pbs:
-            wire = t.SerializeToString(deterministic=True)
-            trial = previous.get(wire) or current.get(wire)
+        for blob in blobs:
+            trial = previous.get(blob) or current.get(blob)
             if trial is None:
-                trial = parse_trial(experiment, *trial_fields(t))
-            current[wire] = trial
+                trial = parse_trial(experiment, *trial_fields(api_pb2.Trial.FromString(blob)))
+            current[blob] = trial
             out.append(trial)
         with self._lock:
             self._by_experiment[key] = current

@@ -33,6 +33,11 @@ class _ExperimentFilter(logging.Filter):
         return True
 
 
+def set_log_experiment(name: str) -> None:
+    """Names the experiment in the log lines of the rest of the current call."""
+    _experiment.set(name or "-")
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Logs to stderr; every line carries the experiment of the call being served."""
     handler = logging.StreamHandler(sys.stderr)
@@ -52,7 +57,7 @@ def rpc_method(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self, request, context: grpc.ServicerContext):
-        token = _experiment.set(getattr(getattr(request, "experiment", None), "name", "") or "-")
+        token = _experiment.set(getattr(getattr(request, "experiment", None), "name", "") or "-")  # reset below
         try:
             return method(self, request, context)
         except InvalidSpec as error:

@@ -14,23 +14,35 @@ import argparse
 import logging
 import time
 
+import grpc
+from google.protobuf.message import DecodeError
+
 from algorithms import registry
 from algorithms.base import Algorithm, Request
 from algorithms.errors import InvalidSpec, Problems
 from algorithms.experiment import Experiment
 from algorithms.history import History
 
-from . import convert
-from .pb import api_pb2, api_pb2_grpc
-from .server import LEGACY_HEALTH_NAME, Server, add_server_arguments, configure_logging, rpc_method, serve_until_signal
+from . import convert, wire
+from .pb import api_pb2
+from .server import (
+    LEGACY_HEALTH_NAME,
+    Server,
+    add_server_arguments,
+    configure_logging,
+    rpc_method,
+    serve_until_signal,
+    set_log_experiment,
+)
 
 log = logging.getLogger("katib.suggestion")
 
 SERVICE_NAME = "api.v1.beta1.Suggestion"
+TRIALS_FIELD = api_pb2.GetSuggestionsRequest.DESCRIPTOR.fields_by_name["trials"].number
 DEFAULT_ADDRESS = "0.0.0.0:6789"
 
 
-class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
+class SuggestionServicer:
     def __init__(self, default_algorithm: str):
         self.default_algorithm = default_algorithm
         self.trial_cache = convert.TrialCache()
@@ -60,13 +72,24 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
         return api_pb2.ValidateAlgorithmSettingsReply()
 
     @rpc_method
-    def GetSuggestions(self, request, context):
+    def GetSuggestions(self, data: bytes, context):
+        """Takes the serialized request: trials are sliced out as bytes for the trial cache."""
         start = time.perf_counter()
+        try:
+            rest, trial_blobs = wire.split_field(data, TRIALS_FIELD)
+            request = api_pb2.GetSuggestionsRequest.FromString(rest)
+        except (wire.WireError, DecodeError) as error:
+            raise InvalidSpec(f"request: not a valid GetSuggestionsRequest ({error})") from None
+        set_log_experiment(request.experiment.name)
         algorithm, experiment, settings = self._prepare(request.experiment)
         count = request.current_request_number
         if count < 0:
             raise InvalidSpec(f"current_request_number: ({count}) must not be negative")
-        history = History(experiment, self.trial_cache.trials(experiment, request.experiment, request.trials))
+        try:
+            trials = self.trial_cache.trials(experiment, request.experiment, trial_blobs)
+        except DecodeError as error:
+            raise InvalidSpec(f"trials: a trial is not a valid Trial message ({error})") from None
+        history = History(experiment, trials)
         reply = algorithm.suggest(Request(experiment, settings, history, count, request.total_request_number))
         if len(reply.proposals) != count:
             raise RuntimeError(f"{algorithm.name} produced {len(reply.proposals)} assignments instead of {count}")
@@ -74,10 +97,27 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
             "%s: %d assignment(s) for %d trial(s) in %.1f ms",
             algorithm.name,
             count,
-            len(history.trials),
+            len(trials),
             (time.perf_counter() - start) * 1000,
         )
         return convert.suggestions_reply(reply, algorithm.name)
+
+
+def add_to_server(servicer: SuggestionServicer, server: grpc.Server) -> None:
+    """Registers the Suggestion service; GetSuggestions receives its request as bytes."""
+    handlers = {
+        "GetSuggestions": grpc.unary_unary_rpc_method_handler(
+            servicer.GetSuggestions,
+            request_deserializer=bytes,
+            response_serializer=api_pb2.GetSuggestionsReply.SerializeToString,
+        ),
+        "ValidateAlgorithmSettings": grpc.unary_unary_rpc_method_handler(
+            servicer.ValidateAlgorithmSettings,
+            request_deserializer=api_pb2.ValidateAlgorithmSettingsRequest.FromString,
+            response_serializer=api_pb2.ValidateAlgorithmSettingsReply.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
 
 def start(algorithm: str, address: str = DEFAULT_ADDRESS, **options) -> Server:
@@ -86,7 +126,7 @@ def start(algorithm: str, address: str = DEFAULT_ADDRESS, **options) -> Server:
         raise ValueError(f'unknown algorithm "{algorithm}"; choose one of: {", ".join(registry.names())}')
     return Server(
         address,
-        [(api_pb2_grpc.add_SuggestionServicer_to_server, SuggestionServicer(algorithm), SERVICE_NAME)],
+        [(add_to_server, SuggestionServicer(algorithm), SERVICE_NAME)],
         health_names=[LEGACY_HEALTH_NAME],
         **options,
     )

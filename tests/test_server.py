@@ -147,3 +147,14 @@ def test_module_entry_point_and_console_script():
     assert script, "katib-suggestion is not installed: run pip install ."
     usage = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert usage.returncode == 0 and "--algorithm" in usage.stdout and "0.0.0.0:6789" in usage.stdout
+
+
+@pytest.mark.parametrize("payload", [b"\x12\x05abc", b"\x0a\xff", b"\x12\x03\x0a\x01"])
+def test_malformed_request_bytes_are_invalid_argument(serve, payload):
+    client = serve("random")
+    call = client.channel.unary_unary("/api.v1.beta1.Suggestion/GetSuggestions")
+    with pytest.raises(grpc.RpcError) as caught:
+        call(payload, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid" in caught.value.details()
+    assert health_status(client.channel, "") == SERVING
