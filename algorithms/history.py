@@ -23,8 +23,6 @@ class Condition(enum.IntEnum):
     UNKNOWN = 7
 
 
-PENDING = frozenset({Condition.CREATED, Condition.RUNNING})
-
 
 def metric_value(text: str | None) -> float | None:
     """A metric string as a finite float; None for missing, non-numeric, NaN or infinite values."""
@@ -60,13 +58,9 @@ class History:
         self.experiment = experiment
         self.trials = list(trials)
 
-    def points(self, exclude: frozenset[Condition] = frozenset()) -> set[tuple]:
-        """Points of the trials in this space, except those in the excluded conditions."""
-        return {t.point for t in self.trials if t.point is not None and t.condition not in exclude}
-
-    def completed(self) -> list[Trial]:
-        """Trials with an objective value, in request order."""
-        return [t for t in self.trials if t.value is not None and t.point is not None]
+    def points(self) -> set[tuple]:
+        """The points of every trial that belongs to this space, in any condition."""
+        return {t.point for t in self.trials if t.point is not None}
 
 
 def parse_trial(

@@ -105,10 +105,6 @@ class Parameter:
     def finite(self) -> bool:
         return self.size is not None
 
-    @property
-    def numeric(self) -> bool:
-        return self.type in (ParamType.DOUBLE, ParamType.INT)
-
     # -- values -------------------------------------------------------------------------------
 
     def format(self, key: Key) -> str:
@@ -221,9 +217,6 @@ class SearchSpace:
 
     def from_unit(self, unit: Iterable[float]) -> tuple:
         return tuple(p.from_unit(u) for p, u in zip(self.parameters, unit))
-
-    def to_unit(self, point: Sequence[Key]) -> list[float]:
-        return [p.to_unit(k) for p, k in zip(self.parameters, point)]
 
     # Mixed-radix numbering of the points of a finite space, the last parameter varying fastest.
 
