@@ -129,6 +129,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            start_new_session=True,  # a Ctrl-C meant for the parent must not stop the server first
         )
         line = self.process.stdout.readline()
         if " on " not in line:

@@ -128,7 +128,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_address: str) 
         "--max-message-mb",
         type=int,
         default=DEFAULT_MAX_MESSAGE_MB,
-        help=f"largest request or reply in MiB (default {DEFAULT_MAX_MESSAGE_MB}; 10,000 trials take about 3)",
+        help=f"largest request or reply in MiB (default {DEFAULT_MAX_MESSAGE_MB})",
     )
     parser.add_argument(
         "--grace",

@@ -1,0 +1,1 @@
+"""Local experiment runner: runs Katib experiments on one machine over gRPC."""
