@@ -1,6 +1,6 @@
 """Suggestion service latency: cold start, GetSuggestions round trips and peak memory.
 
-    python bench/latency.py [--repeats N] [--algorithms random grid] [--trials 0 100 1000 10000]
+    python bench/latency.py [--repeats N] [--algorithms random grid] [--trials 0 100 1000 5000 10000]
 
 Everything goes over real gRPC to `services.suggestion` run as a child process:
 
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 
+from algorithms import registry  # noqa: E402
 from services.client import ServerProcess, assignments, experiment_pb, trial_pb  # noqa: E402
 from services.pb import api_pb2, api_pb2_grpc  # noqa: E402
 
@@ -240,8 +241,8 @@ def machine() -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="cold starts per algorithm (default 5)")
-    parser.add_argument("--algorithms", nargs="+", default=["random", "grid"], choices=["random", "grid"])
-    parser.add_argument("--trials", nargs="+", type=int, default=[0, 100, 1000, 10000], help="trial counts to time")
+    parser.add_argument("--algorithms", nargs="+", default=["random", "grid"], choices=registry.names())
+    parser.add_argument("--trials", nargs="+", type=int, default=[0, 100, 1000, 5000, 10000], help="trial counts to time")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")

@@ -1,0 +1,332 @@
+"""The experiment loop of Katib's controller, over real gRPC to the suggestion, early-stopping and
+DB manager services. Trials are run by an `Executor`: local processes for `katib-local`, plain
+functions for the benchmarks.
+
+What it does, as Katib does:
+
+* validates the algorithm and early-stopping settings before any trial;
+* keeps up to `parallelTrialCount` trials running, asking for exactly the missing number of
+  assignments; each request carries every trial with its latest condition and observation
+  (except MetricsUnavailable trials and EarlyStopped trials without an observation, which Katib
+  leaves out), `current_request_number` and `total_request_number`;
+* honours the reply's `trial_name`, `labels` and `algorithm` settings, which are merged by name
+  and sent back in every later request; a reply of the wrong size ends the experiment;
+* gets early-stopping rules for each new batch of trials;
+* computes a finished trial's observation from its logs in the DB manager, by metric strategy;
+* ends on the goal, on `maxTrialCount` completed trials, or when more than
+  `maxFailedTrialCount` trials failed (then the experiment Failed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+
+from services.client import experiment_pb, trial_pb
+from services.pb import api_pb2, api_pb2_grpc
+
+from .collector import Rule, TrialCollector
+from .metrics import MetricParser
+from .obslog import now_rfc3339
+from .spec import ExperimentConfig
+from .state import INTERRUPTED, PENDING, State, TrialRecord
+
+SUGGESTION_DEADLINE_SECONDS = 60.0  # Katib's deadline for GetSuggestions
+CALL_DEADLINE_SECONDS = 10.0
+STRATEGY = {"min": min, "max": max}
+
+
+class ExperimentError(RuntimeError):
+    """The experiment cannot go on (a service refused it, or answered wrongly)."""
+
+
+@dataclass
+class Finished:
+    """A trial's process (or function) has ended."""
+
+    name: str
+    exit_code: int | None = 0
+    early_stopped: bool = False
+    killed: bool = False
+    message: str = ""
+
+
+class Executor(Protocol):
+    def start(self, trial: TrialRecord, collector: TrialCollector) -> None: ...
+
+    def wait(self, timeout: float) -> list[Finished]:
+        """Trials that ended since the last call; blocks up to `timeout` s for the first one."""
+
+    def stop_all(self) -> None:
+        """Kills every running trial; each is then reported by `wait` with killed=True."""
+
+
+@dataclass
+class Endpoints:
+    suggestion: grpc.Channel
+    dbmanager: grpc.Channel
+    dbmanager_address: str
+    earlystopping: grpc.Channel | None = None
+
+
+@dataclass
+class Outcome:
+    status: str  # Succeeded, Failed or Interrupted
+    reason: str
+    message: str
+    best: TrialRecord | None = None
+    trials: list[TrialRecord] = field(default_factory=list)
+
+
+class Controller:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        endpoints: Endpoints,
+        executor: Executor,
+        state: State,
+        on_change: Callable[[Controller, TrialRecord], None] = lambda controller, trial: None,
+    ):
+        self.config = config
+        self.endpoints = endpoints
+        self.executor = executor
+        self.state = state
+        self.on_change = on_change
+        self.suggestion = api_pb2_grpc.SuggestionStub(endpoints.suggestion)
+        self.earlystopping = api_pb2_grpc.EarlyStoppingStub(endpoints.earlystopping) if endpoints.earlystopping else None
+        self.dbmanager = api_pb2_grpc.DBManagerStub(endpoints.dbmanager)
+        self.parser = MetricParser(config.metric_names, config.collector.filters, config.collector.format)
+        self.trials = state.trials()
+        self.settings: dict[str, str] = state.get("settings") or {
+            s["name"]: str(s.get("value", "")) for s in config.spec["algorithm"].get("algorithmSettings") or []
+        }
+        self.total_requested: int = state.get("total_requested", 0)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        try:
+            self.validate()
+            self._restart_unfinished()
+            while True:
+                outcome = self._ending()
+                if outcome:
+                    self._stop_running()
+                    return outcome
+                self._create_trials()
+                if not any(t.condition in PENDING for t in self.trials):
+                    raise ExperimentError("no trial is running and none can be created")
+                for finished in self.executor.wait(timeout=0.5):
+                    self._finish(finished)
+        except KeyboardInterrupt:
+            self._stop_running(INTERRUPTED)
+            return self._outcome("Interrupted", "Interrupted", "stopped by Ctrl-C; run again with --resume to continue")
+        except ExperimentError as error:
+            self._stop_running()
+            return self._outcome("Failed", "ExperimentError", str(error))
+
+    def validate(self) -> None:
+        experiment = self.experiment()
+        try:
+            self.suggestion.ValidateAlgorithmSettings(
+                api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=CALL_DEADLINE_SECONDS
+            )
+            if self.earlystopping is not None:
+                self.earlystopping.ValidateEarlyStoppingSettings(
+                    api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=experiment.spec.early_stopping),
+                    timeout=CALL_DEADLINE_SECONDS,
+                )
+        except grpc.RpcError as error:
+            raise ExperimentError(f"validation failed: {error.code().name}: {error.details()}") from None
+
+    def experiment(self) -> api_pb2.Experiment:
+        """The Experiment message, with the algorithm settings merged from earlier replies."""
+        spec = dict(self.config.spec)
+        spec["algorithm"] = dict(
+            spec["algorithm"], algorithmSettings=[{"name": k, "value": v} for k, v in self.settings.items()]
+        )
+        return experiment_pb(self.config.name, spec)
+
+    def request_trials(self) -> list[api_pb2.Trial]:
+        """Every trial as Katib sends it: latest condition and observation, labels included."""
+        return [
+            trial_pb(t.name, t.assignment, t.condition, t.observation, t.labels)
+            for t in self.trials
+            if not (t.condition == "MetricsUnavailable" or (t.condition == "EarlyStopped" and not t.observation))
+        ]
+
+    def best(self) -> TrialRecord | None:
+        best = None
+        for trial in self.trials:
+            value = trial.objective(self.config.objective_metric)
+            if trial.condition in ("Succeeded", "EarlyStopped") and value is not None:
+                if best is None or self.config.better(value, best.objective(self.config.objective_metric)):
+                    best = trial
+        return best
+
+    def count(self, *conditions: str) -> int:
+        return sum(t.condition in conditions for t in self.trials)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _ending(self) -> Outcome | None:
+        config = self.config
+        best = self.best()
+        if best is not None and config.goal_reached(best.objective(config.objective_metric)):
+            return self._outcome("Succeeded", "GoalReached", f"the objective goal {config.goal:g} was reached")
+        failed = self.count("Failed")
+        if config.max_failed_trials is not None and failed > config.max_failed_trials:
+            return self._outcome(
+                "Failed", "MaxFailedTrialsReached", f"{failed} trials failed, more than maxFailedTrialCount ({config.max_failed_trials})"
+            )
+        completed = sum(t.finished for t in self.trials)
+        if config.max_trials is not None and completed >= config.max_trials:
+            return self._outcome("Succeeded", "MaxTrialsReached", f"{completed} trials completed (maxTrialCount {config.max_trials})")
+        return None
+
+    def _outcome(self, status: str, reason: str, message: str) -> Outcome:
+        self.state.put("outcome", {"status": status, "reason": reason, "message": message})
+        return Outcome(status, reason, message, self.best(), list(self.trials))
+
+    def _create_trials(self) -> None:
+        active = self.count(*PENDING)
+        count = self.config.parallel_trials - active
+        if self.config.max_trials is not None:
+            count = min(count, self.config.max_trials - len(self.trials))
+        if count <= 0:
+            return
+        experiment = self.experiment()
+        request = api_pb2.GetSuggestionsRequest(
+            experiment=experiment,
+            trials=self.request_trials(),
+            current_request_number=count,
+            total_request_number=self.total_requested + count,
+        )
+        try:
+            reply = self.suggestion.GetSuggestions(request, timeout=SUGGESTION_DEADLINE_SECONDS)
+        except grpc.RpcError as error:
+            raise ExperimentError(f"GetSuggestions failed: {error.code().name}: {error.details()}") from None
+        if len(reply.parameter_assignments) != count:
+            raise ExperimentError(
+                f"the suggestion service returned {len(reply.parameter_assignments)} assignments for a request "
+                f"of {count}; Katib would retry such a reply forever, so the experiment stops here"
+            )
+        self.total_requested += count
+        self.state.put("total_requested", self.total_requested)
+        for setting in reply.algorithm.algorithm_settings:
+            self.settings[setting.name] = setting.value
+        self.state.put("settings", self.settings)
+        rules = self._early_stopping_rules(experiment)
+        for item in reply.parameter_assignments:
+            name = item.trial_name or f"{self.config.name}-{len(self.trials) + 1:03d}"
+            trial = TrialRecord(name, {a.name: a.value for a in item.assignments}, dict(item.labels))
+            self.trials.append(trial)
+            self._launch(trial, rules)
+
+    def _early_stopping_rules(self, experiment: api_pb2.Experiment) -> list[Rule]:
+        if self.earlystopping is None:
+            return []
+        request = api_pb2.GetEarlyStoppingRulesRequest(
+            experiment=experiment, trials=self.request_trials(), db_manager_address=self.endpoints.dbmanager_address
+        )
+        try:
+            reply = self.earlystopping.GetEarlyStoppingRules(request, timeout=SUGGESTION_DEADLINE_SECONDS)
+        except grpc.RpcError as error:
+            raise ExperimentError(f"GetEarlyStoppingRules failed: {error.code().name}: {error.details()}") from None
+        return [Rule.from_pb(rule) for rule in reply.early_stopping_rules]
+
+    def _launch(self, trial: TrialRecord, rules: list[Rule]) -> None:
+        collector = TrialCollector(
+            trial.name,
+            self.parser,
+            self.endpoints.dbmanager,
+            rules,
+            self.config.objective_metric,
+            self.config.objective_type == "maximize",
+        )
+        trial.condition, trial.start_time = "Running", now_rfc3339()
+        self.state.save(trial)
+        self.executor.start(trial, collector)
+        self.on_change(self, trial)
+
+    def _finish(self, finished: Finished) -> None:
+        trial = next(t for t in self.trials if t.name == finished.name)
+        trial.observation = self._observation(trial.name)
+        trial.completion_time = now_rfc3339()
+        trial.message = finished.message
+        if finished.killed:
+            trial.condition = "Killed"
+        elif finished.early_stopped:
+            trial.condition = "EarlyStopped"
+            self._report_early_stopped(trial.name)
+        elif finished.exit_code != 0:
+            trial.condition = "Failed"
+            trial.message = finished.message or f"exit code {finished.exit_code}"
+        elif trial.objective(self.config.objective_metric) is not None:
+            trial.condition = "Succeeded"
+        else:
+            trial.condition = "MetricsUnavailable"
+            trial.message = finished.message or f"no {self.config.objective_metric} value was reported"
+        self.state.save(trial)
+        self.on_change(self, trial)
+
+    def _report_early_stopped(self, name: str) -> None:
+        """What the sidecar does after stopping a trial: SetTrialStatus on the early-stopping service."""
+        if self.earlystopping is None:
+            return
+        try:
+            self.earlystopping.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name=name), timeout=CALL_DEADLINE_SECONDS)
+        except grpc.RpcError as error:
+            trial = next(t for t in self.trials if t.name == name)
+            trial.message = f"SetTrialStatus failed: {error.code().name}: {error.details()}"
+
+    def _observation(self, name: str) -> dict[str, str]:
+        """Each metric's value by its strategy (min, max or latest) over the trial's logs."""
+        try:
+            reply = self.dbmanager.GetObservationLog(
+                api_pb2.GetObservationLogRequest(trial_name=name), timeout=CALL_DEADLINE_SECONDS
+            )
+        except grpc.RpcError as error:
+            raise ExperimentError(f"GetObservationLog failed: {error.code().name}: {error.details()}") from None
+        values: dict[str, list[str]] = {}
+        for log in reply.observation_log.metric_logs:
+            values.setdefault(log.metric.name, []).append(log.metric.value)
+        observation = {}
+        for metric, strategy in self.config.metric_strategies.items():
+            reported = values.get(metric)
+            if not reported:
+                continue
+            numbers = [float(v) for v in reported if _is_number(v)]
+            pick = STRATEGY.get(strategy)
+            observation[metric] = repr(pick(numbers)) if pick and numbers else reported[-1]
+        return observation
+
+    def _restart_unfinished(self) -> None:
+        """On resume: trials that were running when the run stopped start again from scratch."""
+        for trial in self.trials:
+            if trial.condition in PENDING or (trial.condition == "Killed" and trial.message == INTERRUPTED):
+                self.dbmanager.DeleteObservationLog(
+                    api_pb2.DeleteObservationLogRequest(trial_name=trial.name), timeout=CALL_DEADLINE_SECONDS
+                )
+                trial.condition, trial.observation, trial.message = "Created", {}, ""
+                self._launch(trial, self._early_stopping_rules(self.experiment()))
+
+    def _stop_running(self, message: str = "the experiment ended") -> None:
+        if not any(t.condition in PENDING for t in self.trials):
+            return
+        self.executor.stop_all()
+        while any(t.condition in PENDING for t in self.trials):
+            for finished in self.executor.wait(timeout=1.0):
+                finished.killed, finished.message = True, message
+                self._finish(finished)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

@@ -1,0 +1,89 @@
+"""What a run shows and leaves behind: progress lines, the trials table, and the work-directory files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .controller import Controller, Outcome
+from .spec import ExperimentConfig
+from .state import PENDING, TrialRecord
+
+
+def progress_line(controller: Controller, trial: TrialRecord) -> str:
+    """One line per trial event: the trial, then running/done counts and the best so far."""
+    config = controller.config
+    metric = config.objective_metric
+    params = " ".join(f"{k}={v}" for k, v in trial.assignment.items())
+    if trial.condition == "Running":
+        event = f"{trial.name} started    {params}"
+    else:
+        value = trial.observation.get(metric, "-")
+        event = f"{trial.name} {trial.condition:<18} {metric}={value}" + (f" ({trial.message})" if trial.message else "")
+    running = controller.count(*PENDING)
+    done = sum(t.finished for t in controller.trials)
+    limit = f"/{config.max_trials}" if config.max_trials else ""
+    best = controller.best()
+    best_text = f"best {metric}={best.observation[metric]} ({best.name})" if best else "no result yet"
+    return f"[{done}{limit} done, {running} running, {best_text}] {event}"
+
+
+def trials_table(config: ExperimentConfig, trials: list[TrialRecord]) -> str:
+    """A text table like Katib's UI: name, condition, each parameter, the objective."""
+    names = [p["name"] for p in config.spec["parameters"]]
+    header = ["trial", "condition", *names, config.objective_metric]
+    rows = [
+        [t.name, t.condition, *(t.assignment.get(n, "") for n in names), t.observation.get(config.objective_metric, "")]
+        for t in trials
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Path]:
+    """trials.csv, experiment.json and results.png in the work directory."""
+    names = [p["name"] for p in config.spec["parameters"]]
+    metrics = config.metric_names
+    csv_path = workdir / "trials.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "condition", *names, *metrics, "start_time", "completion_time", "message", "labels"])
+        for t in outcome.trials:
+            writer.writerow(
+                [t.name, t.condition, *(t.assignment.get(n, "") for n in names), *(t.observation.get(m, "") for m in metrics)]
+                + [t.start_time, t.completion_time, t.message, json.dumps(t.labels, sort_keys=True) if t.labels else ""]
+            )
+    json_path = workdir / "experiment.json"
+    best = outcome.best
+    json_path.write_text(
+        json.dumps(
+            {
+                "name": config.name,
+                "status": {"condition": outcome.status, "reason": outcome.reason, "message": outcome.message},
+                "currentOptimalTrial": None
+                if best is None
+                else {"bestTrialName": best.name, "parameterAssignments": best.assignment, "observation": best.observation},
+                "counts": {c: sum(t.condition == c for t in outcome.trials) for c in sorted({t.condition for t in outcome.trials})},
+                "spec": config.spec,
+                "trials": [vars(t) for t in outcome.trials],
+            },
+            indent=2,
+        )
+    )
+    png_path = workdir / "results.png"
+    from .plot import plot_results
+
+    plot_results(
+        png_path,
+        config.spec["parameters"],
+        [
+            {"name": t.name, "condition": t.condition, "assignment": t.assignment, "objective": t.objective(config.objective_metric)}
+            for t in outcome.trials
+        ],
+        config.objective_metric,
+        config.objective_type,
+    )
+    return [csv_path, json_path, png_path]

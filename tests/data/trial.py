@@ -1,0 +1,46 @@
+"""A trial program for the runner tests: prints metrics in a chosen format, can fail or be slow.
+
+    python trial.py --x X --opt NAME [--steps N] [--sleep S] [--fail-on NAME] [--format text|json|custom|stamped]
+                    [--file PATH] [--record PATH] [--trial NAME]
+
+The loss falls towards (x - 1)^2 + (1 if opt == "sgd" else 0) over the steps. --record appends
+the trial name to PATH when the trial starts, so tests can count how often each trial ran.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--opt", default="adam")
+parser.add_argument("--steps", type=int, default=3)
+parser.add_argument("--sleep", type=float, default=0.0)
+parser.add_argument("--fail-on", default="")
+parser.add_argument("--format", default="text")
+parser.add_argument("--file")
+parser.add_argument("--record")
+parser.add_argument("--trial", default="")
+args = parser.parse_args()
+
+if args.record:
+    with open(args.record, "a") as f:
+        f.write(args.trial + "\n")
+if args.opt == args.fail_on:
+    print("something went wrong", file=sys.stderr)
+    sys.exit(3)
+out = open(args.file, "a") if args.file else sys.stdout
+final = (args.x - 1) ** 2 + (1.0 if args.opt == "sgd" else 0.0)
+for step in range(1, args.steps + 1):
+    loss = final + (args.steps - step)
+    if args.format == "json":
+        line = json.dumps({"loss": str(loss), "step": str(step), "timestamp": f"2026-11-28T08:00:{step:02d}Z"})
+    elif args.format == "custom":
+        line = f"{{metricName: loss, metricValue: {loss}}}"
+    elif args.format == "stamped":
+        line = f"2026-11-28T08:00:{step:02d}.5+00:00 step={step} loss={loss}"
+    else:
+        line = f"noise line\nstep={step} loss={loss} garbage=abc"
+    print(line, file=out, flush=True)
+    time.sleep(args.sleep)
