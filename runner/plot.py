@@ -167,7 +167,7 @@ def _parallel(ax, parameters, scored, metric, norm, cmap, maximize) -> None:
         ax.plot(xs, ys, color=colors(norm(y)), linewidth=2.6 if top else 1.3, alpha=1.0 if top else 0.8,
                 zorder=3 if top else 2, marker="o", markersize=3)
 
-    box = dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.75)
+    box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
     for x, axis in zip(xs, axes + [None]):
         ax.plot([x, x], [0, 1], color="0.25", linewidth=1.2, zorder=1)
         if axis is None:
@@ -175,7 +175,7 @@ def _parallel(ax, parameters, scored, metric, norm, cmap, maximize) -> None:
         else:
             labels = axis.labels
         if axis is None or axis.categories is None:  # min below the axis, max above it
-            (p0, bottom), (p1, top_label) = labels
+            (_, bottom), (_, top_label) = labels
             ax.text(x, -0.06, bottom, ha="center", va="top", fontsize=8, zorder=4, bbox=box)
             ax.text(x, 1.06, top_label, ha="center", va="bottom", fontsize=8, zorder=4, bbox=box)
         else:  # category names beside the axis at their positions

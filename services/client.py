@@ -1,6 +1,6 @@
 """Client side: build wire messages from Katib's Experiment YAML shape, and run servers as processes.
 
-Used by the demo, the benchmarks and the tests; the spec dictionaries use the camelCase field
+Used by the local runner, the benchmarks and the tests; the spec dictionaries use the camelCase field
 names of a Katib `Experiment` manifest (`spec.parameters`, `feasibleSpace`, ...).
 """
 

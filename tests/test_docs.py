@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from algorithms.docs import END, START, settings_table
+from runner import spec
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -29,18 +30,26 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in ci, f".ci/run must run the README's test command: {test_command}"
 
 
-def test_main_command_is_the_demo():
-    assert command_after("Run an experiment") == "python -m pip install . && katib-demo"
+def test_main_command_runs_the_realistic_example():
+    command = command_after("Run an experiment")
+    assert command == "python -m pip install '.[local]' && katib-local run examples/anomaly/experiment.yaml"
 
 
-def test_demo_runs_twenty_trials_and_prints_the_best():
+def test_examples_are_valid_experiments():
+    for path in (ROOT / "examples").glob("*/experiment.yaml"):
+        config = spec.load(path)
+        assert config.max_trials and config.container.command, path
+
+
+def test_toy_example_runs(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "services.demo"], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-m", "runner.cli", "run", str(ROOT / "examples" / "toy" / "experiment.yaml"), "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    trials = [line for line in lines if line.startswith("demo-random-")]
-    assert len(trials) == 20
-    assert len({line.split("accuracy=")[0].split(None, 1)[1] for line in trials}) == 20, "repeated assignment"
-    best = max(float(line.rsplit("accuracy=", 1)[1]) for line in trials)
-    assert lines[-1].startswith("best of 20 trials:") and lines[-1].endswith(f"accuracy={best}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    conditions = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("toy-")]  # the table
+    assert "Succeeded" in conditions and set(conditions) <= {"Succeeded", "Killed"}  # Killed: the goal ended it
+    assert "best trial toy-" in done.stdout
