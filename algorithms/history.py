@@ -23,6 +23,9 @@ class Condition(enum.IntEnum):
     UNKNOWN = 7
 
 
+PENDING = frozenset({Condition.CREATED, Condition.RUNNING})
+OBSERVED = frozenset({Condition.SUCCEEDED, Condition.EARLYSTOPPED})
+
 
 def metric_value(text: str | None) -> float | None:
     """A metric string as a finite float; None for missing, non-numeric, NaN or infinite values."""
@@ -61,6 +64,15 @@ class History:
     def points(self) -> set[tuple]:
         """The points of every trial that belongs to this space, in any condition."""
         return {t.point for t in self.trials if t.point is not None}
+
+    def observed(self) -> list[Trial]:
+        """Trials that train a model: SUCCEEDED, and EARLYSTOPPED taken at the value they had when
+        stopped (a partial, pessimistic result), each with an objective value and a point."""
+        return [t for t in self.trials if t.condition in OBSERVED and t.value is not None and t.point is not None]
+
+    def pending(self) -> list[Trial]:
+        """CREATED and RUNNING trials: not to be proposed again, and to push new proposals apart."""
+        return [t for t in self.trials if t.condition in PENDING and t.point is not None]
 
 
 def parse_trial(

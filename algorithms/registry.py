@@ -10,8 +10,13 @@ import importlib
 from .base import Algorithm
 
 _LOCATIONS = {
+    "bayesianoptimization": "algorithms.bayesianoptimization:BayesianOptimization",
+    "cmaes": "algorithms.cma_es:CmaEs",
     "grid": "algorithms.grid:GridSearch",
+    "multivariate-tpe": "algorithms.multivariate_tpe:MultivariateTpe",
     "random": "algorithms.random_search:RandomSearch",
+    "sobol": "algorithms.sobol:Sobol",
+    "tpe": "algorithms.tpe:Tpe",
 }
 _loaded: dict[str, Algorithm] = {}
 

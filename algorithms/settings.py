@@ -92,26 +92,28 @@ class Schema:
     def __init__(self, *settings: Setting):
         self.settings = {s.name: s for s in settings}
 
-    def parse(self, algorithm: str, raw: Iterable[tuple[str, str]], problems: Problems) -> dict[str, Any]:
-        """Parses raw (name, value) pairs, recording problems; later pairs override earlier ones."""
+    def parse(
+        self, algorithm: str, raw: Iterable[tuple[str, str]], problems: Problems, field: str = FIELD
+    ) -> dict[str, Any]:
+        """Parses raw (name, value) pairs, recording problems under `field`; later pairs win."""
         given = dict(raw)
         values = {}
         for name, text in given.items():
             setting = self.settings.get(name)
             if setting is None:
                 known = ", ".join(self.settings) or "none"
-                problems.add(FIELD, f'unknown setting "{name}" for algorithm {algorithm}; its settings are: {known}')
+                problems.add(field, f'unknown setting "{name}" for algorithm {algorithm}; its settings are: {known}')
                 continue
             value, error = setting.parse(text)
             if error:
-                problems.add(f'{FIELD}["{name}"]', f"{error}")
+                problems.add(f'{field}["{name}"]', f"{error}")
             else:
                 values[name] = value
         for setting in self.settings.values():
             if setting.name in given:
                 continue
             if setting.required:
-                problems.add(FIELD, f'"{setting.name}" is required by algorithm {algorithm}: {setting.help}')
+                problems.add(field, f'"{setting.name}" is required by algorithm {algorithm}: {setting.help}')
             values[setting.name] = setting.default
         return values
 

@@ -33,6 +33,14 @@ class _ExperimentFilter(logging.Filter):
         return True
 
 
+class RpcFailure(Exception):
+    """Ends a call with a chosen status code (UNAVAILABLE, NOT_FOUND, ...) and message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 def set_log_experiment(name: str) -> None:
     """Names the experiment in the log lines of the rest of the current call."""
     _experiment.set(name or "-")
@@ -51,8 +59,8 @@ def configure_logging(level: str = "INFO") -> None:
 def rpc_method(method: Callable) -> Callable:
     """Wraps a servicer method: logs under the request's experiment and maps errors to status codes.
 
-    InvalidSpec -> INVALID_ARGUMENT, Exhausted -> FAILED_PRECONDITION, anything else -> INTERNAL
-    with the traceback logged. A call never ends with UNKNOWN.
+    InvalidSpec -> INVALID_ARGUMENT, Exhausted -> FAILED_PRECONDITION, RpcFailure -> its code,
+    anything else -> INTERNAL with the traceback logged. A call never ends with UNKNOWN.
     """
 
     @functools.wraps(method)
@@ -66,6 +74,9 @@ def rpc_method(method: Callable) -> Callable:
         except Exhausted as error:
             log.warning("%s cannot proceed: %s", method.__name__, error)
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except RpcFailure as error:
+            log.warning("%s failed: %s: %s", method.__name__, error.code.name, error)
+            context.abort(error.code, str(error))
         except Exception as error:
             log.exception("%s failed", method.__name__)
             context.abort(
