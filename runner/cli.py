@@ -80,6 +80,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         print(f"\nexperiment {config.name} {outcome.status}: {outcome.message}")
         if outcome.trials:
             print("\n" + report.trials_table(config, outcome.trials))
+            print("\n" + report.summary_line(outcome.trials))
         if outcome.best:
             best = outcome.best
             params = ", ".join(f"{k}={v}" for k, v in best.assignment.items())

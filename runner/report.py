@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .controller import Controller, Outcome
+from .obslog import time_ns
 from .spec import ExperimentConfig
 from .state import PENDING, TrialRecord
 
@@ -27,6 +28,20 @@ def progress_line(controller: Controller, trial: TrialRecord) -> str:
     best = controller.best()
     best_text = f"best {metric}={best.observation[metric]} ({best.name})" if best else "no result yet"
     return f"[{done}{limit} done, {running} running, {best_text}] {event}"
+
+
+def trial_seconds(trials: list[TrialRecord]) -> float:
+    """The summed run time of the trials that started and finished."""
+    total = 0
+    for t in trials:
+        if t.start_time and t.completion_time:
+            total += time_ns(t.completion_time, "completion_time") - time_ns(t.start_time, "start_time")
+    return total / 1e9
+
+
+def summary_line(trials: list[TrialRecord]) -> str:
+    stopped = sum(t.condition == "EarlyStopped" for t in trials)
+    return f"{len(trials)} trials, {stopped} early stopped; trial time {trial_seconds(trials):.1f} s in all"
 
 
 def trials_table(config: ExperimentConfig, trials: list[TrialRecord]) -> str:
@@ -67,6 +82,7 @@ def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Pat
                 if best is None
                 else {"bestTrialName": best.name, "parameterAssignments": best.assignment, "observation": best.observation},
                 "counts": {c: sum(t.condition == c for t in outcome.trials) for c in sorted({t.condition for t in outcome.trials})},
+                "trialSeconds": round(trial_seconds(outcome.trials), 3),
                 "spec": config.spec,
                 "trials": [vars(t) for t in outcome.trials],
             },

@@ -392,3 +392,21 @@ def test_ctrl_c_then_resume_reruns_only_unfinished_trials(tmp_path):
         assert runs.count(name) == 1, f"{name} finished before the interrupt and must not run again"
     for name in interrupted:
         assert runs.count(name) == 2, f"{name} was interrupted and must run again"
+
+
+def test_medianstop_end_to_end_with_the_real_services(tmp_path):
+    """katib-local starts katib-earlystopping itself; stopped trials end early and say so."""
+    document = manifest(args=["--steps=10", "--sleep=0.05"], maxTrialCount=10, parallelTrialCount=1)
+    document["spec"]["earlyStopping"] = {
+        "algorithmName": "medianstop",
+        "algorithmSettings": [{"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "2"}],
+    }
+    code, workdir = run(tmp_path, document)
+    status, trials = result(workdir)
+    assert code == 0 and status["reason"] == "MaxTrialsReached"
+    stopped = [t for t in trials if t["condition"] == "EarlyStopped"]
+    assert stopped, [t["condition"] for t in trials]
+    assert all(t["condition"] == "Succeeded" for t in trials[:2]), "no rule before two trials succeeded"
+    for trial in stopped:
+        log = (workdir / "trials" / trial["name"] / "output.log").read_text()
+        assert 2 <= log.count("loss=") < 10

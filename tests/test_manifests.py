@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,10 +19,10 @@ def suggestions():
     return load_yaml(MANIFESTS / "katib-config.yaml")["runtime"]["suggestions"]
 
 
-def dockerfile_instructions(name):
-    """Arguments of every `name` instruction in Dockerfile.suggestion, in order."""
+def dockerfile_instructions(name, dockerfile="Dockerfile.suggestion"):
+    """Arguments of every `name` instruction in a Dockerfile, in order."""
     args = []
-    for line in (ROOT / "Dockerfile.suggestion").read_text(encoding="utf-8").splitlines():
+    for line in (ROOT / dockerfile).read_text(encoding="utf-8").splitlines():
         parts = line.strip().split(None, 1)
         if parts and parts[0].upper() == name:
             args.append(parts[1].strip() if len(parts) > 1 else "")
@@ -77,15 +78,29 @@ def test_kustomization_does_not_pretend_to_retag_the_suggestion_image():
     )
 
 
-def test_dockerfile_runs_katib_suggestion_as_non_root_on_6789():
-    users = dockerfile_instructions("USER")
-    assert users, "Dockerfile.suggestion has no USER instruction"
+@pytest.mark.parametrize(
+    "dockerfile,entrypoint,port",
+    [("Dockerfile.suggestion", "katib-suggestion", "6789"), ("Dockerfile.earlystop", "katib-earlystopping", "6788")],
+)
+def test_dockerfiles_run_the_service_as_non_root(dockerfile, entrypoint, port):
+    users = dockerfile_instructions("USER", dockerfile)
+    assert users, f"{dockerfile} has no USER instruction"
     user = users[-1].split(":", 1)[0]
     assert user not in {"root", "0"}, f"final USER is {users[-1]!r}"
 
-    entrypoints = dockerfile_instructions("ENTRYPOINT")
-    assert entrypoints, "Dockerfile.suggestion has no ENTRYPOINT"
-    assert json.loads(entrypoints[-1]) == ["katib-suggestion"]
+    entrypoints = dockerfile_instructions("ENTRYPOINT", dockerfile)
+    assert entrypoints, f"{dockerfile} has no ENTRYPOINT"
+    assert json.loads(entrypoints[-1]) == [entrypoint]
 
-    exposed = {port for args in dockerfile_instructions("EXPOSE") for port in args.split()}
-    assert "6789" in exposed or "6789/tcp" in exposed, f"EXPOSE lists {sorted(exposed)}"
+    exposed = {p for args in dockerfile_instructions("EXPOSE", dockerfile) for p in args.split()}
+    assert port in exposed or f"{port}/tcp" in exposed, f"EXPOSE lists {sorted(exposed)}"
+
+
+def test_registered_early_stopping_rules_match_the_service():
+    from earlystopping.rules import RULES
+
+    entries = load_yaml(MANIFESTS / "katib-config.yaml")["runtime"]["earlyStoppings"]
+    assert {entry["algorithmName"] for entry in entries} == set(RULES)
+    assert all(set(entry) <= {"algorithmName", "image", "imagePullPolicy", "resources"} for entry in entries)
+    assert len({entry["image"] for entry in entries}) == 1
+
