@@ -1,26 +1,25 @@
-"""Reading trials' metric logs from Katib's DB manager (a gRPC client), with a per-experiment cache.
+"""Early means of trials' metric logs, read through a DB-manager reader, cached per experiment.
 
 A finished trial's log never changes, so the early mean of each SUCCEEDED trial is computed once
-per experiment and kept; a restarted service recomputes it from the DB manager. Calls are made
-concurrently, each bounded by a deadline.
+per experiment and kept; a restarted service recomputes it. The reader (the gRPC client of
+Katib's DB manager, in services/earlystopping.py) is called for several trials at once.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
-
 from runner.obslog import time_ns
-from services.pb import api_pb2, api_pb2_grpc
 
 from .rules import early_mean
 
-DEADLINE_SECONDS = 5.0
-CONCURRENT_CALLS = 8
+CONCURRENT_READS = 8
+
+# reader(trial_name, metric_name) -> [(time_stamp, value), ...] in report order; raises DBUnavailable
+Reader = Callable[[str, str], list[tuple[str, str]]]
 
 
 class DBUnavailable(RuntimeError):
@@ -35,26 +34,25 @@ def check_address(address: str) -> str | None:
     return None
 
 
-def _in_time_order(logs) -> list[str]:
+def in_time_order(logs: list[tuple[str, str]]) -> list[str]:
     """Values in time order; report order where a time stamp cannot be read (ties keep it too)."""
     try:
-        keyed = [(time_ns(log.time_stamp, "time_stamp"), i, log.metric.value) for i, log in enumerate(logs)]
+        keyed = [(time_ns(stamp, "time_stamp"), i, value) for i, (stamp, value) in enumerate(logs)]
     except ValueError:
-        return [log.metric.value for log in logs]
+        return [value for _, value in logs]
     return [value for _, _, value in sorted(keyed)]
 
 
 class EarlyMeans:
-    """Early means of trials, read from DB managers and cached per (experiment, metric, start_step)."""
+    """Early means of trials, cached per key (experiment, metric, start_step)."""
 
     def __init__(self, experiments: int = 8):
         self._cache: OrderedDict[tuple, dict[str, float | None]] = OrderedDict()
         self._experiments = experiments
-        self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(CONCURRENT_CALLS, thread_name_prefix="dbmanager")
+        self._pool = ThreadPoolExecutor(CONCURRENT_READS, thread_name_prefix="dbmanager")
 
-    def means(self, key: tuple, address: str, trial_names: Sequence[str], metric: str, start_step: int) -> list[float]:
+    def means(self, key: tuple, reader: Reader, trial_names: Sequence[str], metric: str, start_step: int) -> list[float]:
         """The early means of the trials that have one; reads only trials not seen before."""
         with self._lock:
             known = self._cache.pop(key, {})
@@ -62,25 +60,7 @@ class EarlyMeans:
             while len(self._cache) > self._experiments:
                 self._cache.popitem(last=False)
         missing = [name for name in trial_names if name not in known]
-        if missing:
-            stub = api_pb2_grpc.DBManagerStub(self._channel(address))
-            for name, mean in zip(missing, self._pool.map(lambda n: self._read(stub, n, metric, start_step), missing)):
-                known[name] = mean
+        logs = self._pool.map(lambda name: reader(name, metric), missing)
+        for name, log in zip(missing, logs):
+            known[name] = early_mean(in_time_order(log), start_step)
         return [known[name] for name in trial_names if known[name] is not None]
-
-    def _channel(self, address: str) -> grpc.Channel:
-        with self._lock:
-            if address not in self._channels:
-                self._channels[address] = grpc.insecure_channel(address)
-            return self._channels[address]
-
-    @staticmethod
-    def _read(stub, trial_name: str, metric: str, start_step: int) -> float | None:
-        request = api_pb2.GetObservationLogRequest(trial_name=trial_name, metric_name=metric)
-        try:
-            reply = stub.GetObservationLog(request, timeout=DEADLINE_SECONDS)
-        except grpc.RpcError as error:
-            raise DBUnavailable(
-                f"the DB manager did not return the log of trial {trial_name}: {error.code().name}: {error.details()}"
-            ) from None
-        return early_mean(_in_time_order(reply.observation_log.metric_logs), start_step)

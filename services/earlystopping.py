@@ -41,6 +41,7 @@ log = logging.getLogger("katib.earlystopping")
 SERVICE_NAME = "api.v1.beta1.EarlyStopping"
 DEFAULT_ADDRESS = "0.0.0.0:6788"
 FIELD = "spec.earlyStopping"
+DB_DEADLINE_SECONDS = 5.0
 _COMPARISONS = {"LESS": api_pb2.LESS, "GREATER": api_pb2.GREATER}
 
 
@@ -63,8 +64,9 @@ def prepare(spec: api_pb2.EarlyStoppingSpec, problems: Problems) -> tuple[Stoppi
 class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
     def __init__(self, trial_status=None):
         self.means = EarlyMeans()
+        self._channels: dict[str, grpc.Channel] = {}
         self._trial_status = trial_status  # a TrialStatusUpdater, made on first use
-        self._status_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     @rpc_method
     def ValidateEarlyStoppingSettings(self, request, context):
@@ -91,7 +93,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         succeeded = [t.name for t in request.trials if t.status.condition == api_pb2.TrialStatus.SUCCEEDED]
         key = (request.experiment.name, metric, settings["start_step"])
         try:
-            means = self.means.means(key, request.db_manager_address, succeeded, metric, settings["start_step"])
+            means = self.means.means(key, self._reader(request.db_manager_address), succeeded, metric, settings["start_step"])
         except DBUnavailable as error:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, str(error)) from None
         found = rule.rule(metric, spec.objective.type == api_pb2.MAXIMIZE, means, settings)
@@ -109,6 +111,25 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
                 name=found.name, value=repr(found.value), comparison=_COMPARISONS[found.comparison], start_step=found.start_step
             )
         return reply
+
+    def _reader(self, address: str):
+        """Reads one trial's log of one metric from the DB manager at `address`."""
+        with self._lock:
+            channel = self._channels.get(address) or self._channels.setdefault(address, grpc.insecure_channel(address))
+        stub = api_pb2_grpc.DBManagerStub(channel)
+
+        def read(trial_name: str, metric: str) -> list[tuple[str, str]]:
+            request = api_pb2.GetObservationLogRequest(trial_name=trial_name, metric_name=metric)
+            try:
+                reply = stub.GetObservationLog(request, timeout=DB_DEADLINE_SECONDS)
+            except grpc.RpcError as error:
+                raise DBUnavailable(
+                    f"the DB manager at {address} did not return the log of trial {trial_name}: "
+                    f"{error.code().name}: {error.details()}"
+                ) from None
+            return [(log.time_stamp, log.metric.value) for log in reply.observation_log.metric_logs]
+
+        return read
 
     @rpc_method
     def SetTrialStatus(self, request, context):
@@ -132,7 +153,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         return api_pb2.SetTrialStatusReply()
 
     def _updater(self):
-        with self._status_lock:
+        with self._lock:
             if self._trial_status is None:
                 from earlystopping.trial_status import TrialStatusUpdater
 
