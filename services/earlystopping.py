@@ -14,7 +14,6 @@ caller (katib-local) records the condition itself.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 import time
@@ -26,15 +25,7 @@ from earlystopping.logs import DBUnavailable, EarlyMeans, check_address
 from earlystopping.rules import RULES, StoppingRule
 
 from .pb import api_pb2, api_pb2_grpc
-from .server import (
-    LEGACY_HEALTH_NAME,
-    RpcFailure,
-    Server,
-    add_server_arguments,
-    configure_logging,
-    rpc_method,
-    serve_until_signal,
-)
+from .server import LEGACY_HEALTH_NAME, RpcFailure, Server, algorithm_cli, rpc_method
 
 log = logging.getLogger("katib.earlystopping")
 
@@ -175,14 +166,7 @@ def start(algorithm: str, address: str = DEFAULT_ADDRESS, trial_status=None, **o
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="katib-earlystopping", description="Serve one Katib early-stopping rule over gRPC.")
-    parser.add_argument("--algorithm", required=True, choices=sorted(RULES), help="early-stopping algorithm to serve")
-    add_server_arguments(parser, DEFAULT_ADDRESS)
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    server = start(args.algorithm, args.address, max_message_mb=args.max_message_mb)
-    serve_until_signal(server, args.grace, f"katib-earlystopping serving {args.algorithm} on {server.address}")
-
+    algorithm_cli("katib-earlystopping", "Serve Katib early-stopping rules over gRPC.", sorted(RULES), DEFAULT_ADDRESS, start, argv)
 
 if __name__ == "__main__":
     main()

@@ -150,6 +150,17 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_address: str) 
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
 
+def algorithm_cli(prog: str, description: str, choices: list[str], default_address: str, start: Callable, argv=None) -> None:
+    """The CLI of a one-algorithm server: `PROG --algorithm NAME [--address HOST:PORT] ...`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--algorithm", required=True, choices=choices, help="the algorithm to serve")
+    add_server_arguments(parser, default_address)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    server = start(args.algorithm, args.address, max_message_mb=args.max_message_mb)
+    serve_until_signal(server, args.grace, f"{prog} serving {args.algorithm} on {server.address}")
+
+
 def serve_until_signal(server: Server, grace: float, banner: str) -> None:
     """Prints the banner, then serves until SIGTERM or SIGINT, and drains before returning."""
 

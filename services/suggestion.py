@@ -10,7 +10,6 @@ name falls back to `--algorithm`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -25,15 +24,7 @@ from algorithms.history import History
 
 from . import convert, wire
 from .pb import api_pb2
-from .server import (
-    LEGACY_HEALTH_NAME,
-    Server,
-    add_server_arguments,
-    configure_logging,
-    rpc_method,
-    serve_until_signal,
-    set_log_experiment,
-)
+from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, rpc_method, set_log_experiment
 
 log = logging.getLogger("katib.suggestion")
 
@@ -133,14 +124,7 @@ def start(algorithm: str, address: str = DEFAULT_ADDRESS, **options) -> Server:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="katib-suggestion", description="Serve one Katib search algorithm over gRPC.")
-    parser.add_argument("--algorithm", required=True, choices=registry.names(), help="algorithm to serve")
-    add_server_arguments(parser, DEFAULT_ADDRESS)
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    server = start(args.algorithm, args.address, max_message_mb=args.max_message_mb)
-    serve_until_signal(server, args.grace, f"katib-suggestion serving {args.algorithm} on {server.address}")
-
+    algorithm_cli("katib-suggestion", "Serve one Katib search algorithm over gRPC.", registry.names(), DEFAULT_ADDRESS, start, argv)
 
 if __name__ == "__main__":
     main()

@@ -2,14 +2,12 @@
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 import yaml
 
