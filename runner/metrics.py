@@ -48,7 +48,8 @@ Where this module differs from Katib, on purpose:
     `accuracy=` or `accuracy=abc` and fail later.
   - Bad input never raises. Malformed JSON lines are skipped. Katib fails the whole collection.
   - Timestamps are normalized to RFC 3339 UTC (`...Z`, fraction kept up to nanoseconds, trailing
-    zeros dropped). A metric with no usable timestamp gets the time its line was read (`now`).
+    zeros dropped), with the DB manager's parser (`runner.obslog`, which clamps instants outside
+    1677-2262). A metric with no usable timestamp gets the time its line was read (`now`).
     Katib keeps the text as written and uses 0001-01-01T00:00:00Z when there is none.
   - Epoch seconds keep their fraction: 1638422847.28721 becomes ...27.28721Z. Katib reads the
     digits after the point as nanoseconds and gives ...27.000028721Z.
@@ -66,6 +67,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
+from .obslog import format_ns, time_ns
+
 TEXT, JSON = "TEXT", "JSON"
 STDOUT, FILE, NONE = "StdOut", "File", "None"
 UNSUPPORTED_KINDS = ("TensorFlowEvent", "PrometheusMetric", "Custom")
@@ -77,9 +80,6 @@ _FILTERS_FIELD = f"{_SPEC}.source.filter.metricsFormat"
 _FORMAT_FIELD = f"{_SPEC}.source.fileSystemPath.format"
 _NAME_RUN = re.compile(r"[\w|-]+", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_RFC3339 = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})"
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -138,7 +138,7 @@ class MetricParser:
         stamp, pairs = self._json(line) if self.format == JSON else self._text(line)
         if not pairs:
             return []
-        stamp = stamp or _format_utc(self._now())
+        stamp = stamp or _utc(self._now())
         return [MetricLog(stamp, name, value) for name, value in pairs]
 
     def parse_text(self, text: str) -> list[MetricLog]:
@@ -280,39 +280,25 @@ def _is_number(value: str) -> bool:
 
 
 def _parse_rfc3339(text: str) -> str | None:
-    match = _RFC3339.fullmatch(text)
-    if not match:
-        return None
-    whole, fraction, offset = match.groups()
+    """The time normalized to RFC 3339 UTC, or None when it is not an RFC 3339 time."""
     try:
-        moment = datetime.fromisoformat(whole + ("+00:00" if offset == "Z" else offset))
-        return _format_utc(moment, fraction or "")
-    except (ValueError, OverflowError):
+        return format_ns(time_ns(text, "time_stamp"))
+    except ValueError:
         return None
 
 
 def _epoch_seconds(seconds: int | float) -> str | None:
     try:
         exact = Decimal(repr(seconds)) if isinstance(seconds, float) else Decimal(seconds)
-        whole = math.floor(exact)
-        nanos = int((exact - whole) * 1_000_000_000)
-        return _format_utc(_EPOCH + timedelta(seconds=whole), f"{nanos:09d}")
+        return format_ns(int(exact * 1_000_000_000))
     except (ArithmeticError, OverflowError, ValueError):
         return None
 
 
-def _format_utc(moment: datetime, fraction: str | None = None) -> str:
-    """RFC 3339 in UTC; `fraction` is the digits after the second (default: the microseconds)."""
+def _utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
-    if fraction is None:
-        fraction = f"{moment.microsecond:06d}"
-    fraction = fraction[:9].rstrip("0")
-    return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
-        f"{moment.second:02d}{'.' + fraction if fraction else ''}Z"
-    )
+    return format_ns((moment - _EPOCH) // timedelta(microseconds=1) * 1000)
 
 
 def _mapping(parent: dict, key: str, where: str) -> dict | None:

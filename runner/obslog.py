@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 Log = tuple[str, str, str]  # (time_stamp, metric_name, value)
 
@@ -74,11 +74,16 @@ def _parse_rfc3339(text: str) -> int:
     return seconds * _NS + int((fraction or "")[:9].ljust(9, "0"))
 
 
+def format_ns(nanos: int) -> str:
+    """RFC 3339 in UTC with up to nanosecond digits, trailing zeros dropped (Go's RFC3339Nano)."""
+    seconds, fraction = divmod(nanos, _NS)
+    whole = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    return whole + f".{fraction:09d}".rstrip("0").rstrip(".") + "Z"
+
+
 def now_rfc3339() -> str:
-    """The current UTC time in RFC 3339 with up to nanosecond digits, as Go's RFC3339Nano writes it."""
-    seconds, nanos = divmod(time.time_ns(), _NS)
-    whole = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return whole + f".{nanos:09d}".rstrip("0").rstrip(".") + "Z"
+    """The current UTC time in RFC 3339 with up to nanosecond digits."""
+    return format_ns(time.time_ns())
 
 
 def _check_trial(trial_name: str) -> None:
