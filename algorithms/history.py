@@ -48,7 +48,6 @@ class Trial:
     condition: Condition
     assignment: Mapping[str, str]
     labels: Mapping[str, str] = field(default_factory=dict)
-    metrics: Mapping[str, str] = field(default_factory=dict)
     point: tuple | None = None
     rank: int | None = None  # the point's number in a finite space (SearchSpace.rank)
     value: float | None = None
@@ -96,7 +95,6 @@ def parse_trial(
         condition=state,
         assignment=assignment,
         labels=labels,
-        metrics=metrics,
         point=point,
         rank=None if point is None or space.size is None else space.rank(point),
         value=None if value is None else experiment.objective.oriented(value),
