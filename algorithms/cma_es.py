@@ -97,15 +97,6 @@ _VALUED = frozenset({Condition.SUCCEEDED, Condition.EARLYSTOPPED})
 Optimizer = CMA | CMAwM
 
 
-@dataclass(frozen=True)
-class _LowercaseChoice(Setting):
-    """A choice setting that also accepts its values in any case (Katib accepts "None")."""
-
-    def parse(self, text: str) -> tuple[Any, str | None]:
-        lowered = text.strip().lower()
-        return super().parse(lowered if lowered in self.choices else text)
-
-
 class CmaEs(Algorithm):
     name = "cmaes"
     summary = (
@@ -123,13 +114,14 @@ class CmaEs(Algorithm):
             "values above 1000 are capped.",
             low=0,
         ),
-        _LowercaseChoice(
+        Setting(
             "restart_strategy",
             str,
             "none",
             "Restart when CMA-ES converges: none, ipop (double the popsize at each restart) or bipop "
             "(alternate doubling large runs and small runs with a smaller step size, Hansen 2009).",
             choices=("none", "ipop", "bipop"),
+            ignore_case=True,  # Katib accepts "None"
         ),
         Setting(
             "popsize",

@@ -34,6 +34,7 @@ class Setting:
     high_open: bool = False
     choices: tuple[str, ...] = ()
     required: bool = False
+    ignore_case: bool = False  # a choice may be written in any case ("None" for "none")
 
     def parse(self, text: str) -> tuple[Any, str | None]:
         """The parsed value, or (None, the reason it is invalid)."""
@@ -44,6 +45,8 @@ class Setting:
                 return lowered == "true", None
             return None, f'"{text}" is not a boolean; use true or false'
         if self.kind is str:
+            if self.ignore_case:
+                text = next((c for c in self.choices if c.lower() == text.lower()), text)
             if self.choices and text not in self.choices:
                 return None, f'"{text}" is not one of {", ".join(self.choices)}'
             if not text:
