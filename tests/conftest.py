@@ -86,6 +86,16 @@ def discrete(name, *values):
     return {"name": name, "parameterType": "discrete", "feasibleSpace": {"list": [str(v) for v in values]}}
 
 
+# A space with every type, as a training job declares it.
+MIXED = [
+    double("lr", "0.0001", "0.1", distribution="logUniform"),
+    integer("layers", 1, 8),
+    double("dropout", "0.0", "0.5", step="0.05"),
+    categorical("optimizer", "sgd", "adam", "rmsprop"),
+    discrete("batch", 16, 32, 64),
+]
+
+
 def points(reply) -> list[tuple]:
     """The assignments of a reply as hashable tuples of (name, value) pairs."""
     return [tuple(sorted((a.name, a.value) for a in item.assignments)) for item in reply.parameter_assignments]

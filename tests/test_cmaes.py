@@ -12,16 +12,9 @@ import pytest
 
 from services.client import ServerProcess, trial_pb
 
-from .conftest import Client, categorical, discrete, double, experiment, integer, points
+from .conftest import MIXED, Client, categorical, discrete, double, experiment, integer, points
 
 ROOT = Path(__file__).resolve().parent.parent
-MIXED = [
-    double("lr", "0.0001", "0.1", distribution="logUniform"),
-    integer("layers", 1, 8),
-    double("dropout", "0.0", "0.5", step="0.05"),
-    categorical("optimizer", "sgd", "adam", "rmsprop"),
-    discrete("batch", 16, 32, 64),
-]
 TWO = [double("a", "0", "1"), double("b", "0", "1")]
 CONDITIONS = ["Created", "Running", "Succeeded", "Killed", "Failed", "MetricsUnavailable", "EarlyStopped"]
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")

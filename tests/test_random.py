@@ -7,15 +7,8 @@ import pytest
 
 from services.client import trial_pb
 
-from .conftest import categorical, discrete, double, experiment, integer, points
+from .conftest import MIXED, categorical, double, experiment, integer, points
 
-MIXED = [
-    double("lr", "0.0001", "0.1", distribution="logUniform"),
-    integer("layers", 1, 8),
-    double("dropout", "0.0", "0.5", step="0.05"),
-    categorical("optimizer", "sgd", "adam", "rmsprop"),
-    discrete("batch", 16, 32, 64),
-]
 CONDITIONS = ["Created", "Running", "Succeeded", "Killed", "Failed", "MetricsUnavailable", "EarlyStopped"]
 
 
