@@ -33,8 +33,16 @@ START_STEP = Setting("start_step", int, 4, "Reports of the objective averaged pe
 class Rule:
     name: str
     value: float
-    comparison: str  # "LESS" or "GREATER": stop when the trial's value compares so to `value`
+    comparison: str  # "LESS", "GREATER" or "EQUAL": stop when the trial's value compares so to `value`
     start_step: int
+
+    def holds(self, value: float) -> bool:
+        """Whether a trial's value satisfies the rule (what the metrics collector checks)."""
+        if self.comparison == "LESS":
+            return value < self.value
+        if self.comparison == "GREATER":
+            return value > self.value
+        return value == self.value
 
 
 def early_mean(values: Sequence[float | str], start_step: int) -> float | None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import grpc
 
+from earlystopping.rules import Rule
 from services.pb import api_pb2, api_pb2_grpc
 
 from .metrics import MetricLog, MetricParser
@@ -23,23 +23,8 @@ from .metrics import MetricLog, MetricParser
 DB_DEADLINE_SECONDS = 10.0
 
 
-@dataclass
-class Rule:
-    name: str
-    value: float
-    comparison: int  # api_pb2.ComparisonType
-    start_step: int
-
-    @classmethod
-    def from_pb(cls, rule: api_pb2.EarlyStoppingRule) -> Rule:
-        return cls(rule.name, float(rule.value), rule.comparison, rule.start_step)
-
-    def holds(self, value: float) -> bool:
-        if self.comparison == api_pb2.LESS:
-            return value < self.value
-        if self.comparison == api_pb2.GREATER:
-            return value > self.value
-        return value == self.value
+def rule_from_pb(rule: api_pb2.EarlyStoppingRule) -> Rule:
+    return Rule(rule.name, float(rule.value), api_pb2.ComparisonType.Name(rule.comparison), rule.start_step)
 
 
 class TrialCollector:

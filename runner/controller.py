@@ -26,10 +26,11 @@ from typing import Protocol
 
 import grpc
 
+from earlystopping.rules import Rule
 from services.client import experiment_pb, trial_pb
 from services.pb import api_pb2, api_pb2_grpc
 
-from .collector import Rule, TrialCollector
+from .collector import TrialCollector, rule_from_pb
 from .metrics import MetricParser
 from .obslog import now_rfc3339
 from .spec import ExperimentConfig
@@ -237,7 +238,7 @@ class Controller:
             reply = self.earlystopping.GetEarlyStoppingRules(request, timeout=SUGGESTION_DEADLINE_SECONDS)
         except grpc.RpcError as error:
             raise ExperimentError(f"GetEarlyStoppingRules failed: {error.code().name}: {error.details()}") from None
-        return [Rule.from_pb(rule) for rule in reply.early_stopping_rules]
+        return [rule_from_pb(rule) for rule in reply.early_stopping_rules]
 
     def _launch(self, trial: TrialRecord, rules: list[Rule]) -> None:
         collector = TrialCollector(
