@@ -10,13 +10,13 @@ import importlib
 from .base import Algorithm
 
 _LOCATIONS = {
-    "bayesianoptimization": "algorithms.bayesianoptimization:BayesianOptimization",
-    "cmaes": "algorithms.cma_es:CmaEs",
-    "grid": "algorithms.grid:GridSearch",
-    "multivariate-tpe": "algorithms.multivariate_tpe:MultivariateTpe",
-    "random": "algorithms.random_search:RandomSearch",
-    "sobol": "algorithms.sobol:Sobol",
-    "tpe": "algorithms.tpe:Tpe",
+    "bayesianoptimization": "katib_services.algorithms.bayesianoptimization:BayesianOptimization",
+    "cmaes": "katib_services.algorithms.cma_es:CmaEs",
+    "grid": "katib_services.algorithms.grid:GridSearch",
+    "multivariate-tpe": "katib_services.algorithms.multivariate_tpe:MultivariateTpe",
+    "random": "katib_services.algorithms.random_search:RandomSearch",
+    "sobol": "katib_services.algorithms.sobol:Sobol",
+    "tpe": "katib_services.algorithms.tpe:Tpe",
 }
 _loaded: dict[str, Algorithm] = {}
 

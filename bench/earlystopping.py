@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.client import ServerProcess, experiment_pb, trial_pb  # noqa: E402
-from services.pb import api_pb2, api_pb2_grpc  # noqa: E402
+from katib_services.services.client import ServerProcess, experiment_pb, trial_pb  # noqa: E402
+from katib_services.services.pb import api_pb2, api_pb2_grpc  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         },
     )
     trials = [trial_pb(name, {"lr": "0.05"}, "Succeeded", {"accuracy": "0.9"}) for name in names]
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(["services.dbmanager", "--db", f"{tmp}/obs.db"]) as db:
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(["katib_services.services.dbmanager", "--db", f"{tmp}/obs.db"]) as db:
         stub = api_pb2_grpc.DBManagerStub(db.channel)
         start = time.perf_counter()
         for name in names:
@@ -56,7 +56,7 @@ def main() -> None:
             stub.ReportObservationLog(request, timeout=30)
         loaded = time.perf_counter() - start
         request = api_pb2.GetEarlyStoppingRulesRequest(experiment=experiment, trials=trials, db_manager_address=db.address)
-        with ServerProcess(["services.earlystopping", "--algorithm", "medianstop"]) as es:
+        with ServerProcess(["katib_services.services.earlystopping", "--algorithm", "medianstop"]) as es:
             es_stub = api_pb2_grpc.EarlyStoppingStub(es.channel)
             timings = []
             for _ in range(args.repeats + 1):

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 
-from algorithms import registry  # noqa: E402
-from services.client import ServerProcess, assignments, experiment_pb, trial_pb  # noqa: E402
-from services.pb import api_pb2, api_pb2_grpc  # noqa: E402
+from katib_services.algorithms import registry  # noqa: E402
+from katib_services.services.client import ServerProcess, assignments, experiment_pb, trial_pb  # noqa: E402
+from katib_services.services.pb import api_pb2, api_pb2_grpc  # noqa: E402
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
 CONDITION_WEIGHTS = {"Succeeded": 85, "Running": 6, "Failed": 6, "MetricsUnavailable": 3}
@@ -156,7 +156,7 @@ def suggestion_request(algorithm: str, trial_count: int) -> api_pb2.GetSuggestio
 
 
 def server_argv(algorithm: str) -> list[str]:
-    return ["services.suggestion", "--algorithm", algorithm, "--log-level", "WARNING"]
+    return ["katib_services.services.suggestion", "--algorithm", algorithm, "--log-level", "WARNING"]
 
 
 def cold_start_seconds(algorithm: str) -> float:
@@ -275,7 +275,7 @@ def latency_and_rss_tables(algorithms: Sequence[str], trial_counts: Sequence[int
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    os.chdir(ROOT)  # the server child is started with `python -m services.suggestion`
+    os.chdir(ROOT)  # the server child is started with `python -m katib_services.services.suggestion`
     print(machine(), end="\n\n")
     print("Cold start (process start -> health SERVING)\n")
     print(cold_start_table(args.algorithms, args.repeats), end="\n\n")

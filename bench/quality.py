@@ -25,11 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from objectives import OBJECTIVES, Objective  # noqa: E402
 
-from runner import spec  # noqa: E402
-from runner.controller import Controller, Endpoints  # noqa: E402
-from runner.functions import FunctionExecutor  # noqa: E402
-from runner.state import State  # noqa: E402
-from services.client import ServerProcess  # noqa: E402
+from katib_services.runner import spec  # noqa: E402
+from katib_services.runner.controller import Controller, Endpoints  # noqa: E402
+from katib_services.runner.functions import FunctionExecutor  # noqa: E402
+from katib_services.runner.state import State  # noqa: E402
+from katib_services.services.client import ServerProcess  # noqa: E402
 
 FRACTIONS = (0.25, 0.5, 1.0)
 
@@ -83,9 +83,9 @@ def main() -> None:
     print(f"median [IQR] of simple regret over {args.seeds} seeds, {args.trials} trials\n")
     print("| algorithm | objective | batch | " + " | ".join(header) + " | seconds |")
     print("|---" * (4 + len(header)) + "|")
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(["services.dbmanager", "--db", f"{tmp}/obs.db"]) as db:
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(["katib_services.services.dbmanager", "--db", f"{tmp}/obs.db"]) as db:
         for algorithm in args.algorithms:
-            with ServerProcess(["services.suggestion", "--algorithm", algorithm]) as server:
+            with ServerProcess(["katib_services.services.suggestion", "--algorithm", algorithm]) as server:
                 endpoints = Endpoints(server.channel, db.channel, db.address)
                 for name in args.objectives:
                     objective = OBJECTIVES[name]

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from runner.obslog import time_ns
+from katib_services.obslog import time_ns
 
 from .rules import early_mean
 

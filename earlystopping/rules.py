@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from algorithms.settings import Schema, Setting
+from katib_services.algorithms.settings import Schema, Setting
 
 MIN_TRIALS = Setting("min_trials_required", int, 3, "Succeeded trials needed before any rule is returned.", low=1)
 START_STEP = Setting("start_step", int, 4, "Reports of the objective averaged per trial, and reports before a rule applies.", low=1)

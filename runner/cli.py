@@ -22,8 +22,8 @@ from pathlib import Path
 
 import grpc
 
-from algorithms import registry
-from algorithms.errors import InvalidSpec
+from katib_services.algorithms import registry
+from katib_services.algorithms.errors import InvalidSpec
 
 from . import report, spec
 from .controller import Controller, Endpoints, ExperimentError
@@ -104,7 +104,7 @@ def _check_workdir(state: State, config: spec.ExperimentConfig, resume: bool, wo
 
 
 def _endpoints(config: spec.ExperimentConfig, args, workdir: Path, servers: contextlib.ExitStack) -> Endpoints:
-    from services.client import ServerProcess
+    from katib_services.services.client import ServerProcess
 
     def connect(address: str | None, argv: list[str]) -> tuple[grpc.Channel, str]:
         if address:
@@ -118,21 +118,21 @@ def _endpoints(config: spec.ExperimentConfig, args, workdir: Path, servers: cont
         return server.channel, server.address
 
     dbmanager, dbmanager_address = connect(
-        args.dbmanager_address, ["services.dbmanager", "--db", str(workdir / "observations.db")]
+        args.dbmanager_address, ["katib_services.services.dbmanager", "--db", str(workdir / "observations.db")]
     )
     algorithm = config.spec["algorithm"]["algorithmName"]
     if algorithm not in registry.names():
         algorithm = registry.names()[0]  # the server's validation then names the unknown algorithm
-    suggestion, _ = connect(args.suggestion_address, ["services.suggestion", "--algorithm", algorithm])
+    suggestion, _ = connect(args.suggestion_address, ["katib_services.services.suggestion", "--algorithm", algorithm])
     earlystopping = None
     if config.early_stopping:
         name = config.early_stopping["algorithmName"]
-        if not args.earlystopping_address and importlib.util.find_spec("services.earlystopping") is None:
+        if not args.earlystopping_address and importlib.util.find_spec("katib_services.services.earlystopping") is None:
             raise ExperimentError(
                 f"spec.earlyStopping.algorithmName: no early-stopping service for {name!r} is installed; "
                 "pass --earlystopping-address or remove earlyStopping"
             )
-        earlystopping, _ = connect(args.earlystopping_address, ["services.earlystopping", "--algorithm", name])
+        earlystopping, _ = connect(args.earlystopping_address, ["katib_services.services.earlystopping", "--algorithm", name])
     return Endpoints(suggestion, dbmanager, dbmanager_address, earlystopping)
 
 

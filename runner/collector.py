@@ -15,8 +15,8 @@ from collections.abc import Iterable
 
 import grpc
 
-from earlystopping.rules import Rule
-from services.pb import api_pb2, api_pb2_grpc
+from katib_services.earlystopping.rules import Rule
+from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 from .metrics import MetricLog, MetricParser
 

@@ -26,13 +26,13 @@ from typing import Protocol
 
 import grpc
 
-from earlystopping.rules import Rule
-from services.client import experiment_pb, trial_pb
-from services.pb import api_pb2, api_pb2_grpc
+from katib_services.earlystopping.rules import Rule
+from katib_services.services.client import experiment_pb, trial_pb
+from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 from .collector import TrialCollector, rule_from_pb
 from .metrics import MetricParser
-from .obslog import now_rfc3339
+from katib_services.obslog import now_rfc3339
 from .spec import ExperimentConfig
 from .state import INTERRUPTED, PENDING, State, TrialRecord
 

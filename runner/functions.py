@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from .collector import TrialCollector
 from .controller import Finished
 from .metrics import MetricLog
-from .obslog import now_rfc3339
+from katib_services.obslog import now_rfc3339
 from .state import TrialRecord
 
 Objective = Callable[[Mapping[str, str]], Mapping[str, float]]

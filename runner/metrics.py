@@ -67,7 +67,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
-from .obslog import format_ns, time_ns
+from katib_services.obslog import format_ns, time_ns
 
 TEXT, JSON = "TEXT", "JSON"
 STDOUT, FILE, NONE = "StdOut", "File", "None"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .controller import Controller, Outcome
-from .obslog import time_ns
+from katib_services.obslog import time_ns
 from .spec import ExperimentConfig
 from .state import PENDING, TrialRecord
 

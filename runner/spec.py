@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from algorithms.errors import InvalidSpec, Problems
+from katib_services.algorithms.errors import InvalidSpec, Problems
 
 from . import metrics
 

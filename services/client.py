@@ -118,7 +118,7 @@ def wait_serving(channel: grpc.Channel, service: str = "", timeout: float = 10.0
 class ServerProcess:
     """A service CLI run as a child process on an ephemeral loopback port.
 
-    `argv` is the module and its arguments, e.g. ["services.suggestion", "--algorithm", "random"].
+    `argv` is the module and its arguments, e.g. ["katib_services.services.suggestion", "--algorithm", "random"].
     The child prints "... on HOST:PORT" on its first stdout line once it listens.
     """
 

@@ -6,11 +6,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from algorithms.base import Reply
-from algorithms.errors import Problems
-from algorithms.experiment import Experiment
-from algorithms.history import Trial, parse_trial
-from algorithms.space import RawParameter
+from katib_services.algorithms.base import Reply
+from katib_services.algorithms.errors import Problems
+from katib_services.algorithms.experiment import Experiment
+from katib_services.algorithms.history import Trial, parse_trial
+from katib_services.algorithms.space import RawParameter
 
 from .pb import api_pb2
 

@@ -1,7 +1,7 @@
 """Katib's DBManager service over a SQLite observation-log store, and its CLI.
 
     katib-dbmanager [--address HOST:PORT] [--db PATH]      (defaults 0.0.0.0:6789 and katib.db)
-    python -m services.dbmanager ...
+    python -m katib_services.services.dbmanager ...
 
 Metrics collectors report each trial's metric logs here; early-stopping services read them back
 (`GetObservationLog`). Storage, filters and durability are described in `runner.obslog`.
@@ -14,8 +14,8 @@ import contextlib
 import logging
 import sqlite3
 
-from algorithms.errors import InvalidSpec
-from runner.obslog import ObservationStore
+from katib_services.algorithms.errors import InvalidSpec
+from katib_services.obslog import ObservationStore
 
 from .pb import api_pb2, api_pb2_grpc
 from .server import (

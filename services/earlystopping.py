@@ -1,7 +1,7 @@
 """The generic EarlyStopping service and its CLI.
 
     katib-earlystopping --algorithm NAME [--address HOST:PORT]      (default 0.0.0.0:6788)
-    python -m services.earlystopping --algorithm NAME ...
+    python -m katib_services.services.earlystopping --algorithm NAME ...
 
 Status codes: INVALID_ARGUMENT for a bad spec, settings or `db_manager_address`; UNAVAILABLE when
 the DB manager or the Kubernetes API cannot be reached; NOT_FOUND and PERMISSION_DENIED from the
@@ -20,9 +20,9 @@ import time
 
 import grpc
 
-from algorithms.errors import InvalidSpec, Problems
-from earlystopping.logs import DBUnavailable, EarlyMeans, check_address
-from earlystopping.rules import RULES, StoppingRule
+from katib_services.algorithms.errors import InvalidSpec, Problems
+from katib_services.earlystopping.logs import DBUnavailable, EarlyMeans, check_address
+from katib_services.earlystopping.rules import RULES, StoppingRule
 
 from .pb import api_pb2, api_pb2_grpc
 from .server import LEGACY_HEALTH_NAME, RpcFailure, Server, algorithm_cli, rpc_method
@@ -124,7 +124,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
 
     @rpc_method
     def SetTrialStatus(self, request, context):
-        from earlystopping.trial_status import Forbidden, KubernetesError, TrialNotFound
+        from katib_services.earlystopping.trial_status import Forbidden, KubernetesError, TrialNotFound
 
         if not request.trial_name:
             raise InvalidSpec("trial_name: is empty")
@@ -146,7 +146,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
     def _updater(self):
         with self._lock:
             if self._trial_status is None:
-                from earlystopping.trial_status import TrialStatusUpdater
+                from katib_services.earlystopping.trial_status import TrialStatusUpdater
 
                 self._trial_status = TrialStatusUpdater.from_environment() or False
             return self._trial_status or None

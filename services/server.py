@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from algorithms.errors import Exhausted, InvalidSpec
+from katib_services.algorithms.errors import Exhausted, InvalidSpec
 
 log = logging.getLogger("katib")
 

@@ -1,7 +1,7 @@
 """The generic Suggestion service and its CLI.
 
     katib-suggestion --algorithm NAME [--address HOST:PORT]      (default 0.0.0.0:6789)
-    python -m services.suggestion --algorithm NAME ...
+    python -m katib_services.services.suggestion --algorithm NAME ...
 
 The server loads `--algorithm` at start-up. A request is served by the algorithm its experiment
 names (`spec.algorithm.algorithmName`), so one image answers for every registered name; an empty
@@ -16,11 +16,11 @@ import time
 import grpc
 from google.protobuf.message import DecodeError
 
-from algorithms import registry
-from algorithms.base import Algorithm, Request
-from algorithms.errors import InvalidSpec, Problems
-from algorithms.experiment import Experiment
-from algorithms.history import History
+from katib_services.algorithms import registry
+from katib_services.algorithms.base import Algorithm, Request
+from katib_services.algorithms.errors import InvalidSpec, Problems
+from katib_services.algorithms.experiment import Experiment
+from katib_services.algorithms.history import History
 
 from . import convert, wire
 from .pb import api_pb2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from services import suggestion
-from services.client import experiment_pb
-from services.pb import api_pb2, api_pb2_grpc
+from katib_services.services import suggestion
+from katib_services.services.client import experiment_pb
+from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 
 class Client:

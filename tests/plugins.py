@@ -2,7 +2,7 @@
 
 import threading
 
-from algorithms.base import Algorithm, Proposal, Reply
+from katib_services.algorithms.base import Algorithm, Proposal, Reply
 
 release = threading.Event()
 entered = threading.Event()

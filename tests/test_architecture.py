@@ -1,11 +1,25 @@
-"""The layering the design asks for: the cores know nothing of gRPC or the wire messages."""
+"""The layering the design asks for, and the one import package the wheel installs.
+
+Layers point down only: runner -> services -> cores (algorithms, earlystopping) -> the shared
+modules at the root of katib_services. The cores know nothing of gRPC or the wire messages.
+"""
 
 import ast
+import importlib.metadata
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "katib_services"
+# What each layer must not import (besides itself and the layers below it).
+FORBIDDEN = {
+    "algorithms": ("grpc", "grpc_health", "grpc_reflection", f"{PACKAGE}.services", f"{PACKAGE}.runner", f"{PACKAGE}.earlystopping"),
+    "earlystopping": ("grpc", "grpc_health", "grpc_reflection", f"{PACKAGE}.services", f"{PACKAGE}.runner"),
+    "services": (f"{PACKAGE}.runner",),
+    "katib_services": (f"{PACKAGE}.services", f"{PACKAGE}.runner", f"{PACKAGE}.algorithms", f"{PACKAGE}.earlystopping", "grpc"),
+}
+TOP_LEVEL = ("algorithms", "services", "runner", "earlystopping")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -13,13 +27,37 @@ def imported_modules(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
     return names
 
 
-@pytest.mark.parametrize("package", ["algorithms", "earlystopping"])
-def test_core_packages_do_not_import_grpc(package):
-    for path in sorted((ROOT / package).glob("*.py")):
-        wire = {m for m in imported_modules(path) if m.split(".")[0] in ("grpc", "grpc_health", "grpc_reflection") or m.startswith("services")}
-        assert not wire, f"{path.relative_to(ROOT)} imports {sorted(wire)}"
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layers_point_down(layer):
+    paths = sorted((ROOT / layer).glob("*.py"))
+    assert paths
+    for path in paths:
+        bad = {m for m in imported_modules(path) if any(m == f or m.startswith(f + ".") for f in FORBIDDEN[layer])}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("directory", ["algorithms", "services", "runner", "earlystopping", "katib_services", "tests", "bench"])
+def test_no_generic_top_level_imports(directory):
+    """Code imports the project as katib_services.*, never as a generic top-level name."""
+    for path in sorted((ROOT / directory).rglob("*.py")):
+        bad = {m for m in imported_modules(path) if m.split(".")[0] in TOP_LEVEL}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_installed_distribution_has_one_import_package():
+    """pip install puts katib_services (and the console scripts) into site-packages, nothing else."""
+    files = importlib.metadata.files("katib-services")
+    if files is None or not any(str(f).startswith(f"{PACKAGE}/") for f in files):
+        pytest.skip("katib-services is not installed from a wheel here (an editable or no install)")
+    tops = {str(f).split("/")[0] for f in files if not str(f).startswith("..")}
+    tops = {t for t in tops if not t.endswith(".dist-info")}
+    assert tops == {PACKAGE}
+    installed = {str(f) for f in files}
+    for sub in TOP_LEVEL:
+        assert f"{PACKAGE}/{sub}/__init__.py" in installed
+    assert f"{PACKAGE}/services/pb/api_pb2.py" in installed

@@ -8,7 +8,7 @@ from decimal import Decimal
 import grpc
 import pytest
 
-from services.client import trial_pb
+from katib_services.services.client import trial_pb
 
 from .conftest import categorical, discrete, double, experiment, integer, points
 

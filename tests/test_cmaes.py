@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.client import ServerProcess, trial_pb
+from katib_services.services.client import ServerProcess, trial_pb
 
 from .conftest import MIXED, Client, categorical, discrete, double, experiment, integer, points
 
@@ -133,10 +133,10 @@ def test_same_request_same_reply_and_replicas_agree(serve):
 def test_restarted_pod_continues_exactly_as_the_old_one_would():
     """A new process (empty memory) answers every later request exactly like the long-running one."""
     exp = cmaes(TWO + [integer("c", 0, 20)], restart_strategy="ipop", popsize=4)
-    with ServerProcess(["services.suggestion", "--algorithm", "cmaes"]) as old:
+    with ServerProcess(["katib_services.services.suggestion", "--algorithm", "cmaes"]) as old:
         old_client = Client(old.address)
         trials = drive(old_client, exp, rounds=8, batch=3, pending_every=5)
-        with ServerProcess(["services.suggestion", "--algorithm", "cmaes"]) as new:
+        with ServerProcess(["katib_services.services.suggestion", "--algorithm", "cmaes"]) as new:
             new_client = Client(new.address)
             for _ in range(6):
                 expected = old_client.suggest(exp, trials, count=3)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from algorithms import registry
-from services.client import trial_pb
+from katib_services.algorithms import registry
+from katib_services.services.client import trial_pb
 
 from .conftest import categorical, discrete, double, experiment, integer, points
 

@@ -12,10 +12,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from runner.obslog import time_ns
-from services import dbmanager
-from services.client import ServerProcess
-from services.pb import api_pb2, api_pb2_grpc
+from katib_services.obslog import time_ns
+from katib_services.services import dbmanager
+from katib_services.services.client import ServerProcess
+from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
@@ -187,7 +187,7 @@ def test_concurrent_writers_lose_and_duplicate_nothing(db):
 
 def test_acknowledged_reports_survive_sigkill(tmp_path):
     path = str(tmp_path / "katib.db")
-    server = ServerProcess(["services.dbmanager", "--db", path])
+    server = ServerProcess(["katib_services.services.dbmanager", "--db", path])
     client = DBClient(server.address)
     expected = []
     for r in range(40):
@@ -197,7 +197,7 @@ def test_acknowledged_reports_survive_sigkill(tmp_path):
     server.process.send_signal(signal.SIGKILL)
     assert server.process.wait(10) == -signal.SIGKILL
     server.stop()
-    with ServerProcess(["services.dbmanager", "--db", path]) as restarted:
+    with ServerProcess(["katib_services.services.dbmanager", "--db", path]) as restarted:
         client = DBClient(restarted.address)
         for trial in ("trial-0", "trial-1", "trial-2"):
             assert client.get(trial) == [log for t, logs in expected if t == trial for log in logs]
@@ -210,7 +210,7 @@ def test_health_answers_serving_for_katib_names(db):
 
 def test_cli_rejects_an_unusable_db_and_installs_the_console_script(tmp_path):
     bad = subprocess.run(
-        [sys.executable, "-m", "services.dbmanager", "--db", str(tmp_path / "no" / "such" / "dir.db")],
+        [sys.executable, "-m", "katib_services.services.dbmanager", "--db", str(tmp_path / "no" / "such" / "dir.db")],
         capture_output=True,
         text=True,
     )

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from algorithms.docs import END, START, settings_table
-from runner import spec
+from katib_services.services.docs import END, START, settings_table
+from katib_services.runner import spec
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -20,7 +20,7 @@ def command_after(heading_text: str) -> str:
 
 def test_settings_table_is_current():
     block = README[README.index(START) : README.index(END) + len(END)]
-    assert block == settings_table(), "README settings table is stale: run python -m algorithms.docs"
+    assert block == settings_table(), "README settings table is stale: run python -m katib_services.services.docs"
 
 
 def test_ci_runs_the_readme_test_command():
@@ -43,7 +43,7 @@ def test_examples_are_valid_experiments():
 
 def test_toy_example_runs(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "runner.cli", "run", str(ROOT / "examples" / "toy" / "experiment.yaml"), "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "katib_services.runner.cli", "run", str(ROOT / "examples" / "toy" / "experiment.yaml"), "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

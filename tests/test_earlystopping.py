@@ -6,9 +6,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services import dbmanager, earlystopping
-from services.client import experiment_pb, trial_pb
-from services.pb import api_pb2, api_pb2_grpc
+from katib_services.services import dbmanager, earlystopping
+from katib_services.services.client import experiment_pb, trial_pb
+from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 
 class Service:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import cli
-from services.pb import api_pb2, api_pb2_grpc
-from services.server import Server
+from katib_services.runner import cli
+from katib_services.services.pb import api_pb2, api_pb2_grpc
+from katib_services.services.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIAL = Path(__file__).resolve().parent / "data" / "trial.py"
@@ -359,7 +359,7 @@ def test_ctrl_c_then_resume_reruns_only_unfinished_trials(tmp_path):
     document = manifest(args=["--steps=2", "--sleep=0.4", f"--record={record}"], maxTrialCount=6, parallelTrialCount=2)
     path = write(tmp_path, document)
     workdir = tmp_path / "work"
-    command = [sys.executable, "-m", "runner.cli", "run", str(path), "--workdir", str(workdir)]
+    command = [sys.executable, "-m", "katib_services.runner.cli", "run", str(path), "--workdir", str(workdir)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in process.stdout:  # wait until two trials finished and two more run

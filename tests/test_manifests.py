@@ -37,7 +37,7 @@ def test_katib_config_is_a_katib_config():
 
 
 def test_registered_algorithms_match_registry():
-    from algorithms import registry
+    from katib_services.algorithms import registry
 
     in_config = {entry["algorithmName"] for entry in suggestions()}
     implemented = set(registry.names())
@@ -97,7 +97,7 @@ def test_dockerfiles_run_the_service_as_non_root(dockerfile, entrypoint, port):
 
 
 def test_registered_early_stopping_rules_match_the_service():
-    from earlystopping.rules import RULES
+    from katib_services.earlystopping.rules import RULES
 
     entries = load_yaml(MANIFESTS / "katib-config.yaml")["runtime"]["earlyStoppings"]
     assert {entry["algorithmName"] for entry in entries} == set(RULES)

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from runner.metrics import (
+from katib_services.runner.metrics import (
     DEFAULT_FILTER,
     CollectorConfig,
     MetricLog,

@@ -1,4 +1,4 @@
-"""runner.plot: the results PNG is written, is a real PNG of the expected size, and edge cases do not raise."""
+"""katib_services.runner.plot: the results PNG is written, is a real PNG of the expected size, and edge cases do not raise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.plot import plot_results
+from katib_services.runner.plot import plot_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WIDTH, HEIGHT = 1320, 550  # 12 x 5 inches at 110 dpi
@@ -68,7 +68,7 @@ def test_better_is_brighter_whatever_the_direction(tmp_path):
     """The best polyline is drawn on top in the brightest colour for both directions."""
     from matplotlib.colors import to_rgb
 
-    from runner import plot
+    from katib_services.runner import plot
 
     seen = {}
 
@@ -99,7 +99,7 @@ def test_better_is_brighter_whatever_the_direction(tmp_path):
 
 
 def test_log_scale_and_category_positions(tmp_path):
-    from runner.plot import _Axis
+    from katib_services.runner.plot import _Axis
 
     lr = _Axis(PARAMETERS[0], ["0.01"])
     assert lr.position("0.01") == pytest.approx(0.5)  # halfway between 1e-4 and 1 in log space

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.client import trial_pb
+from katib_services.services.client import trial_pb
 
 from .conftest import MIXED, categorical, double, experiment, integer, points
 

@@ -12,9 +12,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from algorithms import registry
-from services.client import ServerProcess, trial_pb
-from services.pb import api_pb2
+from katib_services.algorithms import registry
+from katib_services.services.client import ServerProcess, trial_pb
+from katib_services.services.pb import api_pb2
 
 from . import plugins
 from .conftest import Client, double, experiment, integer
@@ -126,7 +126,7 @@ def test_receive_limit_is_configurable(serve):
 def test_sigterm_sets_not_serving_drains_and_exits(tmp_path):
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
-        server = ServerProcess(["services.suggestion", "--algorithm", "random"], stderr=log)
+        server = ServerProcess(["katib_services.services.suggestion", "--algorithm", "random"], stderr=log)
     client = Client(server.address)
     client.suggest(experiment([double("x", 0, 1)], name="my-experiment"))
     server.process.send_signal(signal.SIGTERM)
@@ -137,10 +137,10 @@ def test_sigterm_sets_not_serving_drains_and_exits(tmp_path):
 
 
 def test_module_entry_point_and_console_script():
-    with ServerProcess(["services.suggestion", "--algorithm", "grid"]) as server:
+    with ServerProcess(["katib_services.services.suggestion", "--algorithm", "grid"]) as server:
         assert health_status(server.channel, "manager.v1beta1.Suggestion") == SERVING
     unknown = subprocess.run(
-        [sys.executable, "-m", "services.suggestion", "--algorithm", "nope"], capture_output=True, text=True
+        [sys.executable, "-m", "katib_services.services.suggestion", "--algorithm", "nope"], capture_output=True, text=True
     )
     assert unknown.returncode == 2 and "invalid choice: 'nope'" in unknown.stderr
     script = shutil.which("katib-suggestion")

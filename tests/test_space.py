@@ -2,10 +2,10 @@
 
 import pytest
 
-from algorithms.errors import InvalidSpec
-from algorithms.experiment import Experiment
-from algorithms.history import Condition, parse_trial
-from algorithms.space import Distribution, ParamType, RawParameter
+from katib_services.algorithms.errors import InvalidSpec
+from katib_services.algorithms.experiment import Experiment
+from katib_services.algorithms.history import Condition, parse_trial
+from katib_services.algorithms.space import Distribution, ParamType, RawParameter
 
 
 def make(*parameters, metric="accuracy", goal=2):

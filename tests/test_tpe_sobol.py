@@ -3,7 +3,7 @@
 import grpc
 import pytest
 
-from services.client import trial_pb
+from katib_services.services.client import trial_pb
 
 from .conftest import double, experiment, integer, points
 

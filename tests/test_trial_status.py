@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from earlystopping import trial_status
-from earlystopping.trial_status import (
+from katib_services.earlystopping import trial_status
+from katib_services.earlystopping.trial_status import (
     ALREADY_EARLY_STOPPED,
     UPDATED,
     Forbidden,
@@ -513,8 +513,8 @@ def test_rfc3339_utc_refuses_naive_times():
 def test_set_trial_status_over_grpc_maps_outcomes_to_status_codes(api, environment):
     import grpc
 
-    from services import earlystopping
-    from services.pb import api_pb2, api_pb2_grpc
+    from katib_services.services import earlystopping
+    from katib_services.services.pb import api_pb2, api_pb2_grpc
 
     api.add_trial("trial-g", [CREATED, RUNNING])
     server = earlystopping.start("medianstop", "127.0.0.1:0", trial_status=environment())

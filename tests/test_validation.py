@@ -4,7 +4,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.client import experiment_pb
+from katib_services.services.client import experiment_pb
 
 from .conftest import categorical, discrete, double, integer, spec
 
@@ -74,7 +74,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def client():
-    from services import suggestion
+    from katib_services.services import suggestion
 
     from .conftest import Client
 
