@@ -4,18 +4,34 @@ An algorithm is stateless with respect to the experiment: `suggest` receives the
 (the experiment, every trial with its labels, and the settings returned by earlier replies) and
 must derive its answer from that alone. A retried request must give the same answer, so any
 randomness comes from `Request.seed`, which is a function of the request.
+
+Two services come with the request:
+
+* `store`: the server's bounded state store (`katib_services.statestore`), for warm state that
+  makes a call cheaper (a replay checkpoint). It is only an optimisation: an algorithm must give
+  the same reply when its entry is missing, and must never change a value it got from the store.
+* `check`: raises `Cancelled` once the caller is gone (deadline passed, call cancelled). Long
+  computations call it between steps, so abandoned work stops within about a second.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from katib_services.statestore import NO_STORE, StoreView
 
 from .errors import Problems
 from .experiment import Experiment
 from .history import History
+from .limits import Limits
 from .settings import Schema
+
+
+def _never_cancelled() -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,8 @@ class Request:
     history: History
     count: int  # current_request_number: exactly this many proposals are due
     total: int  # total_request_number: requested so far, this batch included
+    store: StoreView = NO_STORE
+    check: Callable[[], None] = _never_cancelled
 
     @property
     def seed(self) -> int:
@@ -52,7 +70,7 @@ class Algorithm:
     summary: ClassVar[str]
     schema: ClassVar[Schema] = Schema()
 
-    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems) -> None:
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         """Algorithm-specific validation beyond the space and the settings schema."""
 
     def suggest(self, request: Request) -> Reply:

@@ -29,10 +29,16 @@ Cost policy (Katib's service exceeds the 60 s deadline at about a hundred trials
 fitted on at most `MAX_FIT_POINTS` observations (the best half by value plus a seeded random
 sample of the rest; fewer when there are many parameters) and at most `MAX_PENDING` pending
 trials; each acquisition search scores `N_CANDIDATES` + `N_LOCAL` candidates and refines
-`N_STARTS` of them; in a batch only the first `MAX_REFINED` members are refined (and, for the
-tree models, only they refit the model with their lie; later ones take the best unused
-candidate). The time of a request therefore stops growing with the number of trials, beyond
-reading them.
+`N_STARTS` of them (only with at most `MAX_REFINED_DIMS` numeric parameters); in a batch only
+the first `MAX_REFINED` members are refined (and, for the tree models, only they refit the model
+with their lie), only the first `MAX_MODELLED` members get a search of their own, and later ones
+take the best unused candidates of the last search. The time of a request therefore stops
+growing with the number of trials and the batch size, beyond reading them. The GP's likelihood
+fit and the acquisition searches check `Request.check` between steps, so a call whose caller is
+gone stops within about a second.
+
+BLAS runs one thread (set once when this module is loaded, for the whole process): the matrices
+are small, and a pod has few cores shared by concurrent requests.
 """
 
 from __future__ import annotations
@@ -40,17 +46,19 @@ from __future__ import annotations
 import math
 import random
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy import linalg, optimize, special
 from scipy.stats import qmc
 from skopt.utils import cook_estimator
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
 from .base import Algorithm, Proposal, Reply, Request, derive_seed
 from .errors import Problems
 from .experiment import Experiment
+from .limits import Limits
 from .model import Encoder, draw_new
 from .settings import FIELD, RANDOM_STATE, Schema, Setting
 from .space import ParamType, SearchSpace
@@ -62,9 +70,13 @@ N_CANDIDATES = 2048  # Sobol candidates per acquisition search
 N_LOCAL = 256  # perturbations of the best observed points added to the candidates
 N_STARTS = 10  # starting points refined by L-BFGS-B
 MAX_REFINED = 8  # batch members that get a refined (not only sampled) acquisition optimum
+MAX_MODELLED = 32  # batch members that get an acquisition search of their own
+MAX_REFINED_DIMS = 64  # numeric parameters up to which the acquisition optimum is refined
 ENUMERATE_UP_TO = 4096  # a finite space this small is searched point by point
 
-_THREADS = ThreadpoolController()  # BLAS threads: one per request (small matrices; a busy 2-core pod)
+threadpool_limits(limits=1, user_api="blas")  # once, process-wide (module docstring)
+# "The balance properties of Sobol' points require n to be a power of 2": irrelevant here.
+warnings.filterwarnings("ignore", message=".*balance properties of Sobol' points", category=UserWarning)
 
 ESTIMATORS = ("GP", "RF", "ET", "GBRT")
 ACQ_FUNCS = ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps")
@@ -92,6 +104,7 @@ class BayesianOptimization(Algorithm):
             10,
             "Observed trials needed before the model is used; until then proposals are a Sobol design.",
             low=0,
+            high=100_000,
         ),
         Setting(
             "acq_func",
@@ -114,7 +127,7 @@ class BayesianOptimization(Algorithm):
         RANDOM_STATE,
     )
 
-    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems) -> None:
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         if settings["acq_optimizer"] == "lbfgs" and settings["base_estimator"] != "GP":
             problems.add(
                 f'{FIELD}["acq_optimizer"]',
@@ -126,7 +139,7 @@ class BayesianOptimization(Algorithm):
         space = request.experiment.space
         settings = request.settings
         rng = random.Random(request.seed)
-        taken = request.history.points()
+        taken = request.history.taken()
         observed = request.history.observed()
         count = request.count
         if count == 0:
@@ -137,8 +150,7 @@ class BayesianOptimization(Algorithm):
             X, y = _training_set(space, observed, rng)
             encoder = Encoder(space)
             pending = [encoder.encode(t.point) for t in request.history.pending()[:MAX_PENDING]]
-            with _THREADS.limit(limits=1):
-                points = _Search(space, settings, rng).propose(X, y, pending, count, taken)
+            points = _Search(space, settings, rng, request.check).propose(X, y, pending, count, taken)
         return Reply([Proposal(space.format(p)) for p in points])
 
 
@@ -154,11 +166,9 @@ def _initial_design(request: Request, rng: random.Random, taken: set[tuple]) -> 
     start = len(request.history.trials)
     if start:
         sobol.fast_forward(start)
-    taken = set(taken)
+    taken = taken.copy()
     points = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "the balance properties of Sobol' points require n = 2^m"
-        units = sobol.random(request.count)
+    units = sobol.random(request.count)
     for unit in units:
         point = space.from_unit(unit)
         if point in taken:
@@ -276,8 +286,9 @@ class _GP:
 
     cheap_update = True  # adding a lie refactors the kernel matrix, hyperparameters kept
 
-    def __init__(self, categorical: np.ndarray):
+    def __init__(self, categorical: np.ndarray, check: Callable[[], None]):
         self.categorical = categorical
+        self.check = check
 
     # Hyperparameters theta = (log length scales..., log signal variance, log noise variance).
 
@@ -310,6 +321,7 @@ class _GP:
         self._set(theta)
 
     def _neg_log_posterior(self, theta: np.ndarray, D: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        self.check()  # called once per L-BFGS-B step
         d = D.shape[2]
         length2 = np.exp(2.0 * theta[:d])
         signal, noise = math.exp(theta[d]), math.exp(theta[d + 1])
@@ -354,13 +366,12 @@ class _GP:
 
     def _factor(self) -> None:
         K = self.kernel(self.X, self.X) + (self.noise + 1e-9) * np.eye(len(self.X))
-        jitter = 0.0
-        while True:
+        for jitter in (0.0, 1e-8, 1e-6, 1e-4, 1e-2, 1.0):  # the last one always works on a kernel matrix
             try:
                 self.L = linalg.cholesky(K + jitter * np.eye(len(K)), lower=True)
                 break
             except linalg.LinAlgError:
-                jitter = max(jitter * 10, 1e-8)
+                continue
         self.alpha = linalg.cho_solve((self.L, True), self.y)
 
     def kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -420,21 +431,26 @@ class _Search:
     """Fits the model, then maximizes the acquisition once per batch member, telling the model
     each chosen point at the best observed value (constant liar) before choosing the next."""
 
-    def __init__(self, space: SearchSpace, settings: dict, rng: random.Random):
+    def __init__(self, space: SearchSpace, settings: dict, rng: random.Random, check: Callable[[], None]):
         self.space = space
+        self.check = check
         self.encoder = Encoder(space)
         self.categorical = np.array([p.type is ParamType.CATEGORICAL for p in space.parameters])
         self.sizes = np.array([p.size or 0 for p in space.parameters])
         self.estimator = settings["base_estimator"]
         self.acq = {"EIps": "EI", "PIps": "PI"}.get(settings["acq_func"], settings["acq_func"])
-        self.refine = self.estimator == "GP" and settings["acq_optimizer"] != "sampling"
+        self.refine = (
+            self.estimator == "GP"
+            and settings["acq_optimizer"] != "sampling"
+            and 0 < int((~self.categorical).sum()) <= MAX_REFINED_DIMS
+        )
         self.rng = rng
         self.np_rng = np.random.default_rng(rng.randrange(2**63))
 
     def propose(self, X, y, pending, count, taken) -> list[tuple]:
         y = _standardize(y)
         if self.estimator == "GP":
-            model = _GP(self.categorical)
+            model = _GP(self.categorical, self.check)
         else:
             model = _Trees(self.estimator, self.categorical, self.sizes, self.rng.randrange(2**31))
         lie = float(y.min())
@@ -447,17 +463,22 @@ class _Search:
             model.fit(X, y)
             for x in pending:
                 model.add(np.asarray(x, dtype=float), lie)
-        taken = set(taken)
+        taken = taken.copy()
         points = []
         for i in range(count):
-            point, x = self._one(model, X, y, taken, refine=self.refine and i < MAX_REFINED)
+            self.check()
+            if i < MAX_MODELLED:
+                point, x, ranked = self._one(model, X, y, taken, refine=self.refine and i < MAX_REFINED)
+            else:  # the best unused candidates of the last search, in its order
+                point = next((p for p in ranked if p not in taken), None) or draw_new(self.space, self.rng, taken)
             taken.add(point)
             points.append(point)
-            if i + 1 < count and (model.cheap_update or i + 1 < MAX_REFINED):
+            if i + 1 < min(count, MAX_MODELLED) and (model.cheap_update or i + 1 < MAX_REFINED):
                 model.add(x, lie)
         return points
 
     def _one(self, model, X: np.ndarray, y: np.ndarray, taken: set[tuple], refine: bool):
+        """(the point chosen, its encoding, the candidate points in the chosen acquisition's order)."""
         candidates, enumerated = self._candidates(X, y, taken)
         refine = refine and not enumerated
         mean, std = model.predict(candidates)
@@ -492,8 +513,9 @@ class _Search:
                     break
             else:
                 point = draw_new(self.space, self.rng, taken)
+        ranked = (self.encoder.decode(candidates[j]) for j in order)
         # The model takes the point where it really is (the grid point, for a finite parameter).
-        return point, np.array(self.encoder.encode(point), dtype=float)
+        return point, np.array(self.encoder.encode(point), dtype=float), ranked
 
     def _candidates(self, X: np.ndarray, y: np.ndarray, taken: set[tuple]) -> tuple[np.ndarray, bool]:
         """Encoded candidates, and whether they are every free point of a small finite space."""
@@ -504,9 +526,7 @@ class _Search:
             return np.array([self.encoder.encode(p) for p in free], dtype=float), True
         d = len(space)
         sobol = qmc.Sobol(d, scramble=True, seed=self.np_rng)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            U = sobol.random(N_CANDIDATES)
+        U = sobol.random(N_CANDIDATES)
         # Perturbations of the best observed points: local moves, and a new choice of a categorical.
         top = X[np.argsort(y, kind="stable")[: min(8, len(y))]]
         local = top[self.np_rng.integers(len(top), size=N_LOCAL)]
@@ -558,6 +578,7 @@ class _Search:
 
         best_x, best_f = starts[0], -float(first_score)
         for x0 in starts:
+            self.check()
             try:
                 result = optimize.minimize(
                     negative,

@@ -48,12 +48,17 @@ Restarts (`restart_strategy`), checked after each tell with the optimizer's `sho
 Every restart starts from a mean drawn uniformly in the bounds (run 0 starts at the centre), with
 its own seed; all draws are seeded from the experiment seed and the run number.
 
+Labels are input. A member index is credible only below `_SKIPS` times the number of trials
+labelled with its run and generation (each proposal uses at most `_SKIPS` member indices), so
+replay asks at most `_SKIPS` samples per trial: its cost is linear in the number of trials, and a
+crafted label only makes its trial foreign.
+
 Cache. A full replay costs time in proportion to the generations told (about 0.15 s at 1,000
-trials). The state at the start of the current generation is kept for the 8 most recent experiments,
-with the inputs (members and values told, late sets) of every generation before it; a request
-whose labelled trials give the same inputs resumes from an exact copy (not a pickle, which would
-round the covariance matrix), so the reply is the one a full replay gives and a steady experiment
-pays only for its new generations. A new pod replays in full once.
+trials). The state at the start of the current generation is kept in the server's state store
+(`Request.store`), with the inputs (members and values told, late sets) of every generation before
+it; a request whose labelled trials give the same inputs resumes from an exact copy (not a pickle,
+which would round the covariance matrix), so the reply is the one a full replay gives and a steady
+experiment pays only for its new generations. A new pod replays in full once.
 """
 
 from __future__ import annotations
@@ -61,18 +66,19 @@ from __future__ import annotations
 import copy
 import math
 import random
-import threading
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from cmaes import CMA, CMAwM
 
+from katib_services.statestore import StoreView
+
 from .base import Algorithm, Proposal, Reply, Request, derive_seed
 from .errors import Problems
 from .experiment import Experiment
+from .limits import Limits
 from .history import Condition, Trial
 from .model import Encoder, draw_new
 from .settings import RANDOM_STATE, Schema, Setting
@@ -84,7 +90,6 @@ OUTSIDE = "random"  # the cmaes-member of a proposal drawn outside CMA-ES (a val
 _SKIPS = 32  # members skipped in a row (their point is taken) before a proposal is drawn at random
 _PENALTY = 1e12  # told for a generation whose told members all lack a value
 _MIN_SIGMA = 1e-10  # sigma 0 is valid in Katib; Optuna floors it at this value too
-_MAX_SIGMA = 1e3  # the cube has side 1: larger values only overflow
 _MAX_TOLD = 1e6  # CMAwM tells raw samples; cmaes rejects values beyond 1e32
 _LABEL_MAX = 63  # a Kubernetes label value holds at most 63 characters
 _INDEX_DIGITS = 9  # a label number longer than this is garbage
@@ -110,9 +115,9 @@ class CmaEs(Algorithm):
             float,
             None,
             "Initial step size, in the unit cube where each numeric parameter is its quantile in [0, 1]; "
-            "unset means 1/6 (Optuna's min_range / 6 on that cube); 0 is raised to 1e-10 as in Optuna, and "
-            "values above 1000 are capped.",
+            "unset means 1/6 (Optuna's min_range / 6 on that cube); 0 is raised to 1e-10 as in Optuna.",
             low=0,
+            high=1000,
         ),
         Setting(
             "restart_strategy",
@@ -129,10 +134,11 @@ class CmaEs(Algorithm):
             None,
             "Population size of the first run; unset means 4 + floor(3 ln n) for n numeric parameters.",
             low=2,
+            high=1000,
         ),
     )
 
-    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems) -> None:
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         numeric = [p for p in experiment.space.parameters if p.type in (ParamType.INT, ParamType.DOUBLE)]
         if len(numeric) < 2:
             problems.add(
@@ -144,7 +150,7 @@ class CmaEs(Algorithm):
 
     def suggest(self, request: Request) -> Reply:
         space = request.experiment.space
-        taken = request.history.points()
+        taken = request.history.taken()
         if request.count <= 0:
             return Reply([])
         layout = _Layout(space, request.settings, request.experiment.name)
@@ -156,7 +162,7 @@ class CmaEs(Algorithm):
                 taken.add(points[-1])
             return Reply([Proposal(space.format(p), labels={MEMBER: OUTSIDE}) for p in points])
 
-        state = _replay(layout, request.history.trials)
+        state = _replay(layout, request.history.trials, request.store, request.check)
         run, generation = state.run.index, state.optimizer.generation
         member = state.asked
         fallback: random.Random | None = None
@@ -209,7 +215,7 @@ class _Layout:
         popsize = settings.get("popsize")
         self.popsize = int(popsize) if popsize else 4 + math.floor(3 * math.log(max(self.dim, 1)))
         sigma = settings.get("sigma")
-        self.sigma = min(max(float(sigma), _MIN_SIGMA), _MAX_SIGMA) if sigma is not None else 1.0 / 6.0
+        self.sigma = max(float(sigma), _MIN_SIGMA) if sigma is not None else 1.0 / 6.0
         self.strategy = str(settings.get("restart_strategy") or "none")
         self.seed = derive_seed(experiment_name, settings.get("random_state"))
         # Everything the replay depends on: the key of the replay cache.
@@ -344,24 +350,28 @@ def _parse_late(text: str) -> tuple[int, ...] | None:
 Groups = dict[tuple[int, int], dict[int, Trial]]
 
 
-def _groups(trials: Sequence[Trial], limit: int) -> Groups:
+def _groups(trials: Sequence[Trial]) -> Groups:
     """The labelled trials of this space by (run, generation) and member; foreign trials dropped.
 
-    `limit` bounds a credible member index, so that a garbage label cannot make replay ask forever.
-    When two trials claim the same member (a deleted experiment of the same name, Katib #2578), the
-    one with the smaller name wins.
+    A member index is credible below `_SKIPS` times the number of trials labelled with its run and
+    generation (random fallbacks included), so that garbage labels cannot make replay ask more
+    than `_SKIPS` samples per trial. When two trials claim the same member (a deleted experiment
+    of the same name, Katib #2578), the first in the history's canonical order (by name) wins.
     """
-    groups: Groups = {}
+    labelled: dict[tuple[int, int], list[tuple[int | None, Trial]]] = {}
     for t in trials:
         if t.point is None or not t.labels:
             continue
-        run, generation, member = (_index(t.labels.get(key)) for key in (RUN, GENERATION, MEMBER))
-        if run is None or generation is None or member is None or member >= limit:
-            continue
-        slot = groups.setdefault((run, generation), {})
-        other = slot.get(member)
-        if other is None or t.name < other.name:
-            slot[member] = t
+        run, generation = _index(t.labels.get(RUN)), _index(t.labels.get(GENERATION))
+        if run is not None and generation is not None:
+            labelled.setdefault((run, generation), []).append((_index(t.labels.get(MEMBER)), t))
+    groups: Groups = {}
+    for key, entries in labelled.items():
+        limit = _SKIPS * len(entries)
+        slot = groups.setdefault(key, {})
+        for member, t in entries:
+            if member is not None and member < limit:
+                slot.setdefault(member, t)
     return groups
 
 
@@ -390,15 +400,15 @@ def _told(
     return told, late
 
 
-def _replay(layout: _Layout, trials: Sequence[Trial]) -> _State:
+def _replay(layout: _Layout, trials: Sequence[Trial], store: StoreView, check: Callable[[], None]) -> _State:
     """Rebuilds the optimizer from the labelled trials; returns the state of the current generation.
 
     The state at the start of the last request's current generation is cached with the inputs of
     every generation told before it; a request whose labelled trials give the same inputs resumes
     from a copy of it, which is exactly the state a full replay would reach.
     """
-    groups = _groups(trials, limit=layout.popsize + (_SKIPS + 1) * (len(trials) + 1))
-    cached = _CACHE.get(layout.key)
+    groups = _groups(trials)
+    cached = store.get(layout.key)
     if cached is not None and all(_inputs(layout, groups, step[0], step[1], step[2]) == step for step in cached.steps):
         steps, restarts, run, optimizer, late = cached.resume()
     else:
@@ -409,13 +419,15 @@ def _replay(layout: _Layout, trials: Sequence[Trial]) -> _State:
         generation = optimizer.generation
         step = _inputs(layout, groups, run.index, generation, optimizer.population_size)
         if step is None:
-            _CACHE.put(layout.key, _Checkpoint(steps, restarts, run, optimizer, late))
+            checkpoint = _Checkpoint(steps, restarts, run, optimizer, late)
+            store.put(layout.key, checkpoint, checkpoint.nbytes())
             members = groups.get((run.index, generation), {})
             issued = max(members) + 1 if members else 0
             layout.reseed(optimizer, run.index, generation)
             for _ in range(issued):
                 _ask(optimizer)
             return _State(run, optimizer, issued, late)
+        check()
         _, _, _, told, late = step
         layout.reseed(optimizer, run.index, generation)
         asked = [np.clip(_ask(optimizer)[1], -_MAX_TOLD, _MAX_TOLD) for _ in range(told[-1][0] + 1)]
@@ -468,28 +480,7 @@ class _Checkpoint:
     def resume(self) -> tuple[list[Step], _Restarts, _Run, Optimizer, tuple[int, ...]]:
         return list(self.steps), self.restarts.copy(), self.run, _clone(self.optimizer), self.late
 
-
-class _Cache:
-    """The last checkpoint of the few most recent experiments (one per Katib pod in practice)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.entries: OrderedDict[tuple, _Checkpoint] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple) -> _Checkpoint | None:
-        with self.lock:
-            entry = self.entries.get(key)
-            if entry is not None:
-                self.entries.move_to_end(key)
-            return entry
-
-    def put(self, key: tuple, checkpoint: _Checkpoint) -> None:
-        with self.lock:
-            self.entries[key] = checkpoint
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
-
-
-_CACHE = _Cache(8)
+    def nbytes(self) -> int:
+        """An estimate: the told values of every step, and the optimizer's matrices."""
+        dim = len(self.run.mean)
+        return 4096 + sum(120 + 90 * len(step[3]) for step in self.steps) + 80 * dim * dim

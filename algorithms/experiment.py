@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import Problems
+from .limits import DEFAULT, Limits
 from .space import RawParameter, SearchSpace
 
 
@@ -55,6 +56,7 @@ class Experiment:
         max_trial_count: int = 0,
         parallel_trial_count: int = 0,
         problems: Problems | None = None,
+        limits: Limits = DEFAULT,
     ) -> Experiment:
         """Validates an experiment spec. Raises InvalidSpec listing every problem found.
 
@@ -62,7 +64,7 @@ class Experiment:
         """
         own = problems is None
         problems = problems or Problems()
-        space = SearchSpace.parse(parameters, problems)
+        space = SearchSpace.parse(parameters, problems, max_parameters=limits.parameters, max_values=limits.list_values)
         try:
             direction = Goal(objective_type)
         except ValueError:

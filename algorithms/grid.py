@@ -13,13 +13,14 @@ import random
 from collections import Counter
 from typing import Any
 
+from katib_services.numbers import quote
+
 from .base import Algorithm, Proposal, Reply, Request, derive_seed
 from .errors import Exhausted, Problems
 from .experiment import Experiment
+from .limits import Limits
 from .history import Condition
 from .settings import RANDOM_STATE, Schema
-
-MAX_UNBOUNDED_GRID = 10_000  # largest grid allowed without maxTrialCount
 
 
 class GridSearch(Algorithm):
@@ -27,12 +28,12 @@ class GridSearch(Algorithm):
     summary = "Every point of the grid once, in a seeded shuffled order; needs a step on every DOUBLE."
     schema = Schema(RANDOM_STATE)
 
-    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems) -> None:
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         space = experiment.space
         for i, p in enumerate(space.parameters):
             if not p.finite:
                 problems.add(
-                    f'spec.parameters[{i}] ("{p.name}").feasibleSpace.step',
+                    f"spec.parameters[{i}] ({quote(p.name)}).feasibleSpace.step",
                     'is missing; grid needs a step for every double parameter, for example step: "0.1"',
                 )
         if space.size is None:
@@ -44,11 +45,11 @@ class GridSearch(Algorithm):
                 f"({limit}) is larger than the grid, which has {n} points; lower maxTrialCount to at "
                 f"most {n}, or refine the grid with smaller steps or more values",
             )
-        elif limit == 0 and n > MAX_UNBOUNDED_GRID:
+        elif limit == 0 and n > limits.grid_points:
             problems.add(
                 "spec.maxTrialCount",
-                f"is unset and the grid has {n:,} points (more than {MAX_UNBOUNDED_GRID:,}); set "
-                "maxTrialCount to the number of trials to run, or coarsen the grid",
+                f"is unset and the grid has {n:,} points (more than {limits.grid_points:,}, --max-grid-points); "
+                "set maxTrialCount to the number of trials to run, or coarsen the grid",
             )
 
     def suggest(self, request: Request) -> Reply:

@@ -1,13 +1,20 @@
-"""Trial history: every trial of the request, parsed once against the search space."""
+"""Trial history: every trial of the request, parsed once against the search space.
+
+Katib lists trials in no fixed order (from its informer cache), so `History` sorts them
+canonically, by name and then by everything else a trial carries, before any algorithm sees
+them: the same set of trials gives the same history, whatever their order in the request.
+"""
 
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from katib_services.numbers import parse_float
+
 from .experiment import Experiment
+from .model import Taken
 
 
 class Condition(enum.IntEnum):
@@ -29,13 +36,7 @@ OBSERVED = frozenset({Condition.SUCCEEDED, Condition.EARLYSTOPPED})
 
 def metric_value(text: str | None) -> float | None:
     """A metric string as a finite float; None for missing, non-numeric, NaN or infinite values."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    return None if text is None else parse_float(text)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -51,6 +52,7 @@ class Trial:
     point: tuple | None = None
     rank: int | None = None  # the point's number in a finite space (SearchSpace.rank)
     value: float | None = None
+    order: tuple = ()  # the canonical sort key (History)
 
 
 class History:
@@ -58,11 +60,15 @@ class History:
 
     def __init__(self, experiment: Experiment, trials: Iterable[Trial]):
         self.experiment = experiment
-        self.trials = list(trials)
+        self.trials = sorted(trials, key=_order)
 
     def points(self) -> set[tuple]:
         """The points of every trial that belongs to this space, in any condition."""
         return {t.point for t in self.trials if t.point is not None}
+
+    def taken(self) -> Taken:
+        """The points not to propose again, to which a batch adds its members."""
+        return Taken(self.points())
 
     def observed(self) -> list[Trial]:
         """Trials that train a model: SUCCEEDED, and EARLYSTOPPED taken at the value they had when
@@ -90,6 +96,7 @@ def parse_trial(
     value = metric_value(metrics.get(experiment.objective.metric))
     space = experiment.space
     point = space.key_of(assignment)
+    oriented = None if value is None else experiment.objective.oriented(value)
     return Trial(
         name=name,
         condition=state,
@@ -97,5 +104,16 @@ def parse_trial(
         labels=labels,
         point=point,
         rank=None if point is None or space.size is None else space.rank(point),
-        value=None if value is None else experiment.objective.oriented(value),
+        value=oriented,
+        order=(
+            name,
+            int(state),
+            tuple(sorted(assignment.items())),
+            tuple(sorted(labels.items())),
+            () if oriented is None else (oriented,),
+        ),
     )
+
+
+def _order(trial: Trial) -> tuple:
+    return trial.order

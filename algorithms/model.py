@@ -10,7 +10,7 @@ each algorithm says how it handles them.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .space import ParamType, SearchSpace
 
@@ -36,18 +36,49 @@ class Encoder:
         )
 
 
-def draw_new(space: SearchSpace, rng: random.Random, taken: set[tuple]) -> tuple:
-    """A random draw not in `taken`; a repeat only when every point of a finite space is taken."""
+class Taken:
+    """Points not to propose: those of the request's trials (avoided while any other point is free)
+    and those of the batch being built (never repeated: the service refuses a batch larger than the
+    space before any algorithm runs)."""
+
+    def __init__(self, trials: Iterable[tuple] = ()):
+        self.points = set(trials)
+        self.batch: set[tuple] = set()
+
+    def __contains__(self, point: object) -> bool:
+        return point in self.points
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def add(self, point: tuple) -> None:
+        """Records a member of the batch."""
+        self.points.add(point)
+        self.batch.add(point)
+
+    def copy(self) -> Taken:
+        other = Taken()
+        other.points, other.batch = set(self.points), set(self.batch)
+        return other
+
+
+def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
+    """A random draw not in `taken`; when every point of the space is taken, a point of an old
+    trial that is not yet in the batch.
+
+    Draws follow the distributions; when they keep hitting used points (a small or nearly full
+    space, or a continuous range holding few doubles), the points are scanned from a random start
+    for a free one. The scan passes at most len(taken) used points.
+    """
     for _ in range(_ATTEMPTS):
         point = space.from_unit([rng.random() for _ in range(len(space))])
         if point not in taken:
             return point
-    if space.size is not None and len(taken) < space.size:
-        # The distribution keeps hitting used points (a small or nearly full space): scan the
-        # points from a random start for a free one.
-        start = rng.randrange(space.size)
-        for offset in range(space.size):
-            candidate = space.point((start + offset) % space.size)
-            if candidate not in taken:
-                return candidate
-    return point
+    full = len(taken) >= space.count
+    used = taken.batch if full else taken.points
+    start = rng.randrange(space.count)
+    for offset in range(min(space.count, len(used) + 1)):
+        candidate = space.point((start + offset) % space.count)
+        if candidate not in used:
+            return candidate
+    raise AssertionError("the batch is larger than the space")  # the service checks this first

@@ -17,9 +17,10 @@ class RandomSearch(Algorithm):
     def suggest(self, request: Request) -> Reply:
         space = request.experiment.space
         rng = random.Random(request.seed)
-        taken = request.history.points()
+        taken = request.history.taken()
         proposals = []
         for _ in range(request.count):
+            request.check()
             point = draw_new(space, rng, taken)
             taken.add(point)
             proposals.append(Proposal(space.format(point)))

@@ -11,17 +11,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from katib_services.numbers import parse_float, parse_int, quote, shorten
+
 from .errors import Problems
 
 FIELD = "spec.algorithm.algorithmSettings"
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
 class Setting:
     """One setting. `kind` is int, float, str or bool; `choices` restricts a str setting.
 
-    `low`/`high` bound numbers; `low_open`/`high_open` make a bound exclusive. A `default` of None
-    with `required=False` means "unset" and is passed on as None.
+    `low`/`high` bound numbers; `low_open`/`high_open` make a bound exclusive. Every int and
+    float setting has an upper bound, so that no setting can ask for unbounded work. A `default` of
+    None with `required=False` means "unset" and is passed on as None. Numbers are plain ASCII
+    decimals (`katib_services.numbers`).
     """
 
     name: str
@@ -36,6 +41,10 @@ class Setting:
     required: bool = False
     ignore_case: bool = False  # a choice may be written in any case ("None" for "none")
 
+    def __post_init__(self) -> None:
+        if self.kind in (int, float) and self.high is None:
+            raise TypeError(f"setting {self.name}: a numeric setting needs an upper bound (high)")
+
     def parse(self, text: str) -> tuple[Any, str | None]:
         """The parsed value, or (None, the reason it is invalid)."""
         text = text.strip()
@@ -43,24 +52,21 @@ class Setting:
             lowered = text.lower()
             if lowered in ("true", "false"):
                 return lowered == "true", None
-            return None, f'"{text}" is not a boolean; use true or false'
+            return None, f"{quote(text)} is not a boolean; use true or false"
         if self.kind is str:
             if self.ignore_case:
                 text = next((c for c in self.choices if c.lower() == text.lower()), text)
             if self.choices and text not in self.choices:
-                return None, f'"{text}" is not one of {", ".join(self.choices)}'
+                return None, f'{quote(text)} is not one of {", ".join(self.choices)}'
             if not text:
                 return None, "is empty"
             return text, None
-        try:
-            value = float(text) if self.kind is float else int(text)
-        except ValueError:
-            noun = "a number" if self.kind is float else "an integer"
-            return None, f'"{text}" is not {noun}'
-        if not math.isfinite(value):
-            return None, f'"{text}" is not a finite number'
+        value = parse_float(text) if self.kind is float else parse_int(text)
+        if value is None:
+            noun = "a finite decimal number" if self.kind is float else "an integer in plain digits"
+            return None, f"{quote(text)} is not {noun}"
         if not self._in_range(value):
-            return None, f"{text} is out of range; it must be {self.range_text()}"
+            return None, f"{shorten(text)} is out of range; it must be {self.range_text()}"
         return value, None
 
     def _in_range(self, value: float) -> bool:
@@ -86,7 +92,9 @@ class Setting:
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+    if x == MAX_SEED:
+        return "2^63 - 1"
+    return f"{int(x):,}" if float(x).is_integer() else str(x)
 
 
 class Schema:
@@ -105,11 +113,11 @@ class Schema:
             setting = self.settings.get(name)
             if setting is None:
                 known = ", ".join(self.settings) or "none"
-                problems.add(field, f'unknown setting "{name}" for algorithm {algorithm}; its settings are: {known}')
+                problems.add(field, f"unknown setting {quote(name)} for algorithm {algorithm}; its settings are: {known}")
                 continue
             value, error = setting.parse(text)
             if error:
-                problems.add(f'{field}["{name}"]', f"{error}")
+                problems.add(f"{field}[{quote(name)}]", error)
             else:
                 values[name] = value
         for setting in self.settings.values():
@@ -135,4 +143,5 @@ RANDOM_STATE = Setting(
     None,
     "Seed for reproducible runs; when unset, the seed is derived from the experiment name.",
     low=0,
+    high=MAX_SEED,
 )

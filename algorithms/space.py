@@ -27,17 +27,31 @@ list is ordered by numeric value in the unit encoding.
 String forms: INT gives "3"; a continuous DOUBLE gives Python's shortest round-trip form; a
 stepped DOUBLE gives its exact decimal without trailing zeros ("0.3", "0.1", "2.0"); list values
 are returned exactly as listed.
+
+Validation owns every number (`SearchSpace.parse`): bounds, steps and discrete values are plain
+ASCII decimals, finite as doubles; a log distribution needs a positive min whose double is not
+0; a stepped parameter (INT, or DOUBLE with `step`) must have all its points exact within
+`PRECISION` significant digits, so that every point formats and parses back to itself. `min ==
+max` is a constant parameter (one point). A trial value that is not a point (unparseable, out of
+range, off the step grid) makes its trial foreign; it never raises.
+
+Counting points: a finite parameter has `size` points; a continuous one has as many points as
+there are doubles in [min, max] (`count`), which matters only for tiny ranges, where a batch
+could otherwise repeat a value. `SearchSpace.count` is the number of distinct assignments.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from statistics import NormalDist
 from typing import NamedTuple, Union
+
+from katib_services.numbers import MAX_NUMBER_TEXT, parse_decimal, parse_float, quote, shorten
 
 from .errors import Problems
 
@@ -60,8 +74,17 @@ class Distribution(enum.IntEnum):
     LOG_NORMAL = 4
 
 
+LOG = frozenset({Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL})
+
 # A point of one parameter: an index for finite parameters, the float itself for continuous ones.
 Key = Union[int, float]
+
+PRECISION = 34  # significant digits of the exact-decimal core (as IEEE decimal128)
+# Arithmetic on points: never rounds (Inexact traps), so a result is exact or an error.
+_EXACT = Context(prec=PRECISION + 6, Emax=999_999, Emin=-999_999, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+
+# Normalizing what the user wrote ("0.10" -> "0.1"): wide enough never to round a parsed number.
+_WIDE = Context(prec=2 * MAX_NUMBER_TEXT, Emax=999_999_999, Emin=-999_999_999)
 
 _STD = NormalDist()
 _TAIL = _STD.cdf(-3.0)  # mass below the lower truncation point (three sigma)
@@ -80,12 +103,16 @@ class RawParameter(NamedTuple):
     distribution: int = 0
 
 
-def _decimal(text: str) -> Decimal | None:
-    try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError):
-        return None
-    return value if value.is_finite() else None
+def _ordinal(x: float) -> int:
+    """Doubles numbered in order: consecutive doubles have consecutive ordinals (0.0 and -0.0 are 0)."""
+    bits = struct.unpack("<q", struct.pack("<d", x))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _from_ordinal(n: int) -> float:
+    if n < 0:
+        return -_from_ordinal(-n)
+    return struct.unpack("<d", struct.pack("<q", n))[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +132,17 @@ class Parameter:
     def finite(self) -> bool:
         return self.size is not None
 
+    @property
+    def count(self) -> int:
+        """Distinct values: the points of a finite parameter, the doubles of a continuous range."""
+        if self.size is not None:
+            return self.size
+        return _ordinal(self.high) - _ordinal(self.low) + 1
+
+    def key_at(self, index: int) -> Key:
+        """The `index`-th distinct value, 0 <= index < count, in increasing order."""
+        return index if self.size is not None else _from_ordinal(_ordinal(self.low) + index)
+
     # -- values -------------------------------------------------------------------------------
 
     def format(self, key: Key) -> str:
@@ -113,10 +151,10 @@ class Parameter:
             return repr(float(key))
         if self.choices:
             return self.choices[key]
-        exact = self.dmin + self.dstep * key
+        exact = _EXACT.add(self.dmin, _EXACT.multiply(self.dstep, Decimal(key)))
         if self.type is ParamType.INT:
             return str(int(exact))
-        text = format(exact.normalize(), "f")  # "0.1" for 0.10, like the user writes it
+        text = format(exact.normalize(_EXACT), "f")  # "0.1" for 0.10, like the user writes it
         return text if "." in text else text + ".0"  # a double keeps its point, as repr() does
 
     def parse(self, text: str) -> Key | None:
@@ -124,15 +162,15 @@ class Parameter:
         if self.choices:
             return self._index.get(text)
         if self.size is None:
-            try:
-                value = float(text)
-            except (TypeError, ValueError):
-                return None
-            return value if math.isfinite(value) else None
-        value = _decimal(text)
-        if value is None:
+            value = parse_float(text)
+            return value if value is not None and self.low <= value <= self.high else None
+        value = parse_decimal(text)
+        if value is None or value < self.dmin:
             return None
-        k, rest = divmod(value - self.dmin, self.dstep)
+        try:
+            k, rest = _EXACT.divmod(_EXACT.subtract(value, self.dmin), self.dstep)
+        except ArithmeticError:  # not exact within the core's precision: not one of our points
+            return None
         if rest or not 0 <= k < self.size:
             return None
         return int(k)
@@ -145,19 +183,21 @@ class Parameter:
             return float(key)
         if self.choices:
             return float(self.choices[key])
-        return float(self.dmin + self.dstep * key)
+        return float(_EXACT.add(self.dmin, _EXACT.multiply(self.dstep, Decimal(key))))
 
     # -- unit-cube encoding ---------------------------------------------------------------------
+    # Every difference below is taken between halves (x/2 - lo/2), so ranges as wide as
+    # [-1e308, 1e308] never overflow; halving is exact, so results equal the plain formulas.
 
     def from_unit(self, u: float) -> Key:
         """The point at quantile `u` in [0, 1] of this parameter's distribution."""
-        u = min(max(u, 0.0), 1.0)
+        u = min(u, 1.0) if u >= 0.0 else 0.0  # NaN gives 0
         if self.size is not None and (self.choices or self.distribution is Distribution.UNIFORM):
             return min(int(u * self.size), self.size - 1)
         x = self._inverse_cdf(u)
         if self.size is None:
             return min(max(x, self.low), self.high)
-        k = round((x - self.low) / float(self.dstep))
+        k = round((x / 2 - self.low / 2) / (float(self.dstep) / 2))
         return min(max(k, 0), self.size - 1)
 
     def to_unit(self, key: Key) -> float:
@@ -165,28 +205,32 @@ class Parameter:
         if self.size is not None and (self.choices or self.distribution is Distribution.UNIFORM):
             return (key + 0.5) / self.size
         x = min(max(self.value(key), self.low), self.high)
-        dist = self.distribution
-        if dist in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL):
-            x, lo, hi = math.log(x), math.log(self.low), math.log(self.high)
-        else:
-            lo, hi = self.low, self.high
-        if dist in (Distribution.NORMAL, Distribution.LOG_NORMAL):
-            z = (x - (lo + hi) / 2) / ((hi - lo) / 6)
+        lo, hi = self._range()
+        if self.distribution in LOG:
+            x = math.log(x)
+        if hi == lo:
+            return 0.5
+        if self.distribution in (Distribution.NORMAL, Distribution.LOG_NORMAL):
+            half_mean = lo / 4 + hi / 4
+            z = (x / 2 - half_mean) / (hi / 12 - lo / 12)
             return min(max((_STD.cdf(z) - _TAIL) / _MASS, 0.0), 1.0)
-        return (x - lo) / (hi - lo)
+        return min(max((x / 2 - lo / 2) / (hi / 2 - lo / 2), 0.0), 1.0)
+
+    def _range(self) -> tuple[float, float]:
+        if self.distribution in LOG:
+            return math.log(self.low), math.log(self.high)
+        return self.low, self.high
 
     def _inverse_cdf(self, u: float) -> float:
-        dist = self.distribution
-        if dist in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL):
-            lo, hi = math.log(self.low), math.log(self.high)
-        else:
-            lo, hi = self.low, self.high
-        if dist in (Distribution.NORMAL, Distribution.LOG_NORMAL):
+        lo, hi = self._range()
+        if self.distribution in (Distribution.NORMAL, Distribution.LOG_NORMAL):
             q = min(max(_TAIL + u * _MASS, 1e-12), 1 - 1e-12)
-            x = (lo + hi) / 2 + (hi - lo) / 6 * _STD.inv_cdf(q)
+            x = 2 * (lo / 4 + hi / 4 + (hi / 12 - lo / 12) * _STD.inv_cdf(q))
         else:
-            x = lo + u * (hi - lo)
-        return math.exp(x) if dist in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL) else x
+            x = 2 * (lo / 2 + u * (hi / 2 - lo / 2))
+        if self.distribution in LOG:
+            x = math.exp(x)
+        return min(max(x, self.low), self.high)
 
 
 class SearchSpace:
@@ -197,6 +241,7 @@ class SearchSpace:
         self.names = tuple(p.name for p in self.parameters)
         sizes = [p.size for p in self.parameters]
         self.size: int | None = math.prod(sizes) if None not in sizes else None  # type: ignore[arg-type]
+        self.count = math.prod(p.count for p in self.parameters)  # distinct assignments
 
     def __len__(self) -> int:
         return len(self.parameters)
@@ -218,16 +263,18 @@ class SearchSpace:
     def from_unit(self, unit: Iterable[float]) -> tuple:
         return tuple(p.from_unit(u) for p, u in zip(self.parameters, unit))
 
-    # Mixed-radix numbering of the points of a finite space, the last parameter varying fastest.
+    # Mixed-radix numbering of the distinct points, the last parameter varying fastest. On a finite
+    # space the number of a point is its grid rank.
 
     def point(self, rank: int) -> tuple:
         keys = []
         for p in reversed(self.parameters):
-            rank, k = divmod(rank, p.size)
-            keys.append(k)
+            rank, index = divmod(rank, p.count)
+            keys.append(p.key_at(index))
         return tuple(reversed(keys))
 
     def rank(self, point: Sequence[int]) -> int:
+        """The number of a point of a finite space."""
         rank = 0
         for p, k in zip(self.parameters, point):
             rank = rank * p.size + k
@@ -236,25 +283,35 @@ class SearchSpace:
     # -- parsing and validation -----------------------------------------------------------------
 
     @classmethod
-    def parse(cls, raw: Sequence[RawParameter], problems: Problems) -> SearchSpace:
-        """Validates raw parameters, recording every problem; returns the valid ones."""
+    def parse(cls, raw: Sequence[RawParameter], problems: Problems, *, max_parameters: int, max_values: int) -> SearchSpace:
+        """Validates raw parameters, recording every problem; returns the valid ones.
+
+        `max_parameters` bounds the number of parameters and `max_values` the values listed by one
+        DISCRETE or CATEGORICAL parameter.
+        """
         if not raw:
             problems.add("spec.parameters", "is empty; declare at least one parameter")
+        if len(raw) > max_parameters:
+            problems.add(
+                "spec.parameters",
+                f"has {len(raw)} parameters; this service accepts at most {max_parameters} (--max-parameters)",
+            )
+            return cls([])
         seen: dict[str, int] = {}
         parameters = []
         for i, spec in enumerate(raw):
-            where = f'spec.parameters[{i}] ("{spec.name}")' if spec.name else f"spec.parameters[{i}]"
+            where = f"spec.parameters[{i}] ({quote(spec.name)})" if spec.name else f"spec.parameters[{i}]"
             if not spec.name:
                 problems.add(f"{where}.name", "is empty; give every parameter a name")
             elif spec.name in seen:
                 problems.add(
                     f"{where}.name",
-                    f'"{spec.name}" is also the name of spec.parameters[{seen[spec.name]}]; '
+                    f"{quote(spec.name)} is also the name of spec.parameters[{seen[spec.name]}]; "
                     "parameter names must be unique",
                 )
             else:
                 seen[spec.name] = i
-            parameter = _parse_parameter(spec, where, problems)
+            parameter = _parse_parameter(spec, where, problems, max_values)
             if parameter is not None:
                 parameters.append(parameter)
         return cls(parameters)
@@ -263,7 +320,7 @@ class SearchSpace:
 _TYPE_NAMES = "double, int, discrete or categorical"
 
 
-def _parse_parameter(spec: RawParameter, where: str, problems: Problems) -> Parameter | None:
+def _parse_parameter(spec: RawParameter, where: str, problems: Problems, max_values: int) -> Parameter | None:
     fs = f"{where}.feasibleSpace"
     try:
         ptype = ParamType(spec.type)
@@ -283,11 +340,11 @@ def _parse_parameter(spec: RawParameter, where: str, problems: Problems) -> Para
     if dist is Distribution.UNSPECIFIED:
         dist = Distribution.UNIFORM
     if ptype in (ParamType.DISCRETE, ParamType.CATEGORICAL):
-        return _parse_list(spec, ptype, fs, problems)
+        return _parse_list(spec, ptype, fs, problems, max_values)
     return _parse_range(spec, ptype, dist, fs, problems)
 
 
-def _parse_list(spec: RawParameter, ptype: ParamType, fs: str, problems: Problems) -> Parameter | None:
+def _parse_list(spec: RawParameter, ptype: ParamType, fs: str, problems: Problems, max_values: int) -> Parameter | None:
     kind = ptype.name.lower()
     count = len(problems.messages)
     for attr in ("min", "max", "step"):
@@ -296,25 +353,54 @@ def _parse_list(spec: RawParameter, ptype: ParamType, fs: str, problems: Problem
     values = list(spec.list)
     if not values:
         problems.add(f"{fs}.list", f"is empty; list at least one value for a {kind} parameter")
+    if len(values) > max_values:
+        problems.add(f"{fs}.list", f"has {len(values)} values; this service accepts at most {max_values} (--max-list-values)")
+        return None
     seen: dict = {}
+    numbers: dict[str, Decimal] = {}
     for j, text in enumerate(values):
         token: object = text
         if ptype is ParamType.DISCRETE:
-            token = _decimal(text)
+            token = parse_decimal(text)
             if token is None:
-                problems.add(f"{fs}.list[{j}]", f'"{text}" is not a number; discrete values must be numeric')
+                problems.add(f"{fs}.list[{j}]", f"{quote(text)} is not a number; discrete values must be numeric")
                 continue
+            if not math.isfinite(float(token)):
+                problems.add(f"{fs}.list[{j}]", f"{quote(text)} is beyond the range of a double (about 1.8e308)")
+                continue
+            numbers[text] = token
         if token in seen:
-            problems.add(f"{fs}.list[{j}]", f'"{text}" repeats list[{seen[token]}]; list each value once')
+            problems.add(f"{fs}.list[{j}]", f"{quote(text)} repeats list[{seen[token]}]; list each value once")
         seen.setdefault(token, j)
     if len(problems.messages) > count:
         return None
     if ptype is ParamType.DISCRETE:
-        values.sort(key=Decimal)
+        values.sort(key=numbers.__getitem__)
     choices = tuple(values)
     return Parameter(
         spec.name, ptype, choices=choices, size=len(choices), _index={v: k for k, v in enumerate(choices)}
     )
+
+
+def _bound(text: str, attr: str, kind: str, ptype: ParamType, fs: str, problems: Problems) -> Decimal | None:
+    value = parse_decimal(text)
+    if not text:
+        problems.add(f"{fs}.{attr}", f"is missing; a {kind} parameter needs min and max")
+    elif value is None:
+        problems.add(f"{fs}.{attr}", f"{quote(text)} is not a number")
+    elif not _is_double(value):
+        problems.add(f"{fs}.{attr}", f"{quote(text)} is beyond the range of a double (about 1e-323 to 1.8e308 in magnitude)")
+    elif ptype is ParamType.INT and value != value.to_integral_value(context=_WIDE):
+        problems.add(f"{fs}.{attr}", f"{quote(text)} is not an integer")
+    else:
+        return value.normalize(_WIDE)
+    return None
+
+
+def _is_double(value: Decimal) -> bool:
+    """Whether a decimal has a double: finite, and not so small that it rounds to 0."""
+    number = float(value)
+    return math.isfinite(number) and (number != 0 or value == 0)
 
 
 def _parse_range(
@@ -324,47 +410,56 @@ def _parse_range(
     count = len(problems.messages)
     if list(spec.list):
         problems.add(f"{fs}.list", f"is not used by {kind} parameters; set feasibleSpace.min and max instead")
-    bounds = {}
-    for attr in ("min", "max"):
-        text = getattr(spec, attr)
-        value = _decimal(text)
-        if not text:
-            problems.add(f"{fs}.{attr}", f"is missing; a {kind} parameter needs min and max")
-        elif value is None:
-            problems.add(f"{fs}.{attr}", f'"{text}" is not a number')
-        elif ptype is ParamType.INT and value != value.to_integral_value():
-            problems.add(f"{fs}.{attr}", f'"{text}" is not an integer')
-        else:
-            bounds[attr] = value
+    dmin = _bound(spec.min, "min", kind, ptype, fs, problems)
+    dmax = _bound(spec.max, "max", kind, ptype, fs, problems)
     step = None
     if spec.step:
-        step = _decimal(spec.step)
+        step = parse_decimal(spec.step)
         if step is None:
-            problems.add(f"{fs}.step", f'"{spec.step}" is not a number')
+            problems.add(f"{fs}.step", f"{quote(spec.step)} is not a number")
         elif step <= 0:
-            problems.add(f"{fs}.step", f'"{spec.step}" must be greater than 0')
-        elif ptype is ParamType.INT and step != step.to_integral_value():
-            problems.add(f"{fs}.step", f'"{spec.step}" is not an integer; int parameters need an integer step')
-    if len(bounds) == 2:
-        if bounds["min"] >= bounds["max"]:
-            problems.add(
-                f"{fs}.min", f"({spec.min}) must be less than feasibleSpace.max ({spec.max})"
-            )
-        elif dist in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL) and bounds["min"] <= 0:
+            problems.add(f"{fs}.step", f"{quote(spec.step)} must be greater than 0")
+        elif not _is_double(step):
+            problems.add(f"{fs}.step", f"{quote(spec.step)} is beyond the range of a double")
+        elif ptype is ParamType.INT and step != step.to_integral_value(context=_WIDE):
+            problems.add(f"{fs}.step", f"{quote(spec.step)} is not an integer; int parameters need an integer step")
+        else:
+            step = step.normalize(_WIDE)
+    if dmin is not None and dmax is not None:
+        if dmin > dmax:
+            problems.add(f"{fs}.min", f"({shorten(spec.min)}) must not be greater than feasibleSpace.max ({shorten(spec.max)})")
+        elif dist in LOG and dmin <= 0:
             problems.add(
                 f"{fs}.min",
-                f"({spec.min}) must be greater than 0 for the {_dist_name(dist)} distribution; "
-                "raise min or use uniform",
+                f"({shorten(spec.min)}) must be greater than 0 for the {_dist_name(dist)} distribution; raise min or use uniform",
             )
     if len(problems.messages) > count:
         return None
-    dmin, dmax = bounds["min"], bounds["max"]
     if ptype is ParamType.INT and step is None:
         step = Decimal(1)
-    size = None if step is None else int((dmax - dmin) // step) + 1
+    size = None
+    if step is not None:
+        digits = _digits_needed(dmin, dmax, step)
+        if digits > PRECISION:
+            problems.add(
+                f"{fs}.step" if spec.step else f"{fs}.max",
+                f"the points from min {quote(spec.min)} to max {quote(spec.max)} in steps of {quote(step)} need "
+                f"{digits} significant digits, and this service computes points exactly to {PRECISION}; "
+                "narrow the range or use a coarser step",
+            )
+            return None
+        size = int(_EXACT.divide_int(_EXACT.subtract(dmax, dmin), step)) + 1
     return Parameter(
         spec.name, ptype, dist, low=float(dmin), high=float(dmax), dmin=dmin, dstep=step, size=size
     )
+
+
+def _digits_needed(low: Decimal, high: Decimal, step: Decimal) -> int:
+    """Significant digits that hold every point low + k * step up to high exactly."""
+    finest = min(low.as_tuple().exponent, step.as_tuple().exponent)  # type: ignore[type-var]
+    largest = max(abs(low), abs(high), step)
+    top = largest.adjusted() if largest else finest
+    return max(top, finest) - finest + 1
 
 
 def _dist_name(dist: Distribution) -> str:

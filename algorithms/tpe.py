@@ -15,8 +15,16 @@ from . import _optuna
 from .base import Algorithm, Reply, Request
 from .settings import RANDOM_STATE, Schema, Setting
 
-N_STARTUP = Setting("n_startup_trials", int, 10, "Random trials before the model is used.", low=0)
-N_EI = Setting("n_ei_candidates", int, 24, "Candidates drawn from the good density to score by expected improvement.", low=1)
+N_STARTUP = Setting("n_startup_trials", int, 10, "Random trials before the model is used.", low=0, high=100_000)
+N_EI = Setting(
+    "n_ei_candidates",
+    int,
+    24,
+    "Candidates drawn from the good density to score by expected improvement; at most 2,000,000 / (trials + 1) "
+    "(and at least 24) are used, which bounds the memory of one call.",
+    low=1,
+    high=10_000,
+)
 
 
 class Tpe(Algorithm):
@@ -25,14 +33,11 @@ class Tpe(Algorithm):
     schema = Schema(
         RANDOM_STATE,
         Setting("gamma", float, None, "Hyperopt's gamma: ceil(gamma*sqrt(n)) best trials (at most 25) are 'good'.", low=0, high=1, low_open=True, high_open=True),
-        Setting("prior_weight", float, None, "Weight of the prior in the Parzen estimators (unset: 1.0).", low=0, low_open=True),
-        Setting("n_EI_candidates", int, None, "Katib's (hyperopt's) name for n_ei_candidates; wins when both are set.", low=1),
+        Setting("prior_weight", float, None, "Weight of the prior in the Parzen estimators (unset: 1.0).", low=0, low_open=True, high=1e6),
+        Setting("n_EI_candidates", int, None, "Katib's (hyperopt's) name for n_ei_candidates; wins when both are set.", low=1, high=10_000),
         N_EI,
         N_STARTUP,
     )
-
-    def __init__(self) -> None:
-        self.cache = _optuna.StudyCache()
 
     def suggest(self, request: Request) -> Reply:
         s = request.settings
@@ -41,12 +46,15 @@ class Tpe(Algorithm):
             options["gamma"] = _optuna.gamma_from_hyperopt(s["gamma"])
         if s["prior_weight"] is not None:
             options["prior_weight"] = s["prior_weight"]
-        sampler = optuna.samplers.TPESampler(
-            seed=request.seed % 2**32,
-            multivariate=False,  # Optuna 5 defaults to the multivariate TPE
-            constant_liar=True,
-            n_startup_trials=s["n_startup_trials"],
-            n_ei_candidates=s["n_EI_candidates"] or s["n_ei_candidates"],
-            **options,
-        )
-        return _optuna.suggest_with(self.cache, request, sampler)
+
+        def sampler(trials: int) -> optuna.samplers.BaseSampler:
+            return optuna.samplers.TPESampler(
+                seed=request.seed % 2**32,
+                multivariate=False,  # Optuna 5 defaults to the multivariate TPE
+                constant_liar=True,
+                n_startup_trials=s["n_startup_trials"],
+                n_ei_candidates=_optuna.ei_candidates(s["n_EI_candidates"] or s["n_ei_candidates"], trials),
+                **options,
+            )
+
+        return _optuna.suggest_with(request, sampler)

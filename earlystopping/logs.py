@@ -1,25 +1,32 @@
 """Early means of trials' metric logs, read through a DB-manager reader, cached per experiment.
 
 A finished trial's log never changes, so the early mean of each SUCCEEDED trial is computed once
-per experiment and kept; a restarted service recomputes it. The reader (the gRPC client of
-Katib's DB manager, in services/earlystopping.py) is called for several trials at once.
+and kept in the server's state store (`katib_services.statestore`), one entry per experiment
+holding the means of the trials of its latest request; a restarted service, or one whose entry
+was dropped, reads the logs again and gets the same means. The reader (the gRPC client of Katib's
+DB manager, in services/earlystopping.py) is called for several trials at once.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from katib_services.numbers import quote
 from katib_services.obslog import time_ns
+from katib_services.statestore import StoreView
 
 from .rules import early_mean
 
 CONCURRENT_READS = 8
+_MEAN_BYTES = 160  # an entry of the cache: a trial name and its mean
 
 # reader(trial_name, metric_name) -> [(time_stamp, value), ...] in report order; raises DBUnavailable
 Reader = Callable[[str, str], list[tuple[str, str]]]
+
+# HOST:PORT, HOST a DNS name or IPv4 address, or an IPv6 address in brackets; ASCII only.
+_ADDRESS = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]):([0-9]{1,5})", re.ASCII)
 
 
 class DBUnavailable(RuntimeError):
@@ -27,10 +34,10 @@ class DBUnavailable(RuntimeError):
 
 
 def check_address(address: str) -> str | None:
-    """Why `address` is not a HOST:PORT, or None when it is one."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return f'"{address}" is not HOST:PORT'
+    """Why `address` is not a HOST:PORT a DB manager can listen on, or None when it is one."""
+    match = _ADDRESS.fullmatch(address)
+    if not match or not 0 < int(match.group(1)) < 65536:
+        return f"{quote(address)} is not HOST:PORT (an ASCII host name or IP address, and a port from 1 to 65535)"
     return None
 
 
@@ -44,23 +51,29 @@ def in_time_order(logs: list[tuple[str, str]]) -> list[str]:
 
 
 class EarlyMeans:
-    """Early means of trials, cached per key (experiment, metric, start_step)."""
+    """Early means of trials, cached in a state-store view per key (experiment, DB, metric, start_step)."""
 
-    def __init__(self, experiments: int = 8):
-        self._cache: OrderedDict[tuple, dict[str, float | None]] = OrderedDict()
-        self._experiments = experiments
-        self._lock = threading.Lock()
+    def __init__(self, store: StoreView):
+        self._store = store
         self._pool = ThreadPoolExecutor(CONCURRENT_READS, thread_name_prefix="dbmanager")
 
-    def means(self, key: tuple, reader: Reader, trial_names: Sequence[str], metric: str, start_step: int) -> list[float]:
+    def means(
+        self,
+        key: Hashable,
+        reader: Reader,
+        trial_names: Sequence[str],
+        metric: str,
+        start_step: int,
+        check: Callable[[], None] = lambda: None,
+    ) -> list[float]:
         """The early means of the trials that have one; reads only trials not seen before."""
-        with self._lock:
-            known = self._cache.pop(key, {})
-            self._cache[key] = known
-            while len(self._cache) > self._experiments:
-                self._cache.popitem(last=False)
-        missing = [name for name in trial_names if name not in known]
-        logs = self._pool.map(lambda name: reader(name, metric), missing)
-        for name, log in zip(missing, logs):
-            known[name] = early_mean(in_time_order(log), start_step)
-        return [known[name] for name in trial_names if known[name] is not None]
+        names = list(dict.fromkeys(trial_names))  # a trial's log is read once, whatever the repeats
+        known: dict[str, float | None] = self._store.get(key) or {}
+        missing = [name for name in names if name not in known]
+        current = {name: known[name] for name in names if name in known}
+        reads = self._pool.map(lambda name: reader(name, metric), missing)
+        for name, log in zip(missing, reads):
+            check()
+            current[name] = early_mean(in_time_order(log), start_step)
+        self._store.put(key, current, sum(_MEAN_BYTES + len(name) for name in current))
+        return [current[name] for name in names if current[name] is not None]

@@ -18,15 +18,17 @@ does not contribute). No rule is returned until `min_trials_required` trials con
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from katib_services.algorithms.settings import Schema, Setting
+from katib_services.numbers import parse_float
 
-MIN_TRIALS = Setting("min_trials_required", int, 3, "Succeeded trials needed before any rule is returned.", low=1)
-START_STEP = Setting("start_step", int, 4, "Reports of the objective averaged per trial, and reports before a rule applies.", low=1)
+MIN_TRIALS = Setting("min_trials_required", int, 3, "Succeeded trials needed before any rule is returned.", low=1, high=100_000)
+START_STEP = Setting(
+    "start_step", int, 4, "Reports of the objective averaged per trial, and reports before a rule applies.", low=1, high=2**31 - 1
+)
 
 
 @dataclass(frozen=True)
@@ -45,19 +47,16 @@ class Rule:
         return value == self.value
 
 
-def early_mean(values: Sequence[float | str], start_step: int) -> float | None:
+def early_mean(values: Sequence[str], start_step: int) -> float | None:
     """The mean of the first `start_step` usable values, or None when there is none."""
     usable = []
     for value in values:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
+        number = parse_float(value)
+        if number is not None:
             usable.append(number)
             if len(usable) == start_step:
                 break
-    return sum(usable) / len(usable) if usable else None
+    return sum(x / len(usable) for x in usable) if usable else None  # no overflow near 1e308
 
 
 class StoppingRule:
@@ -82,7 +81,7 @@ class MedianStop(StoppingRule):
     schema = Schema(MIN_TRIALS, START_STEP)
 
     def threshold(self, means, maximize, settings):
-        return statistics.median(means)
+        return _percentile(sorted(means), 50.0)
 
 
 class PercentileStop(StoppingRule):
@@ -95,12 +94,17 @@ class PercentileStop(StoppingRule):
     )
 
     def threshold(self, means, maximize, settings):
-        share = settings["percentile"] / 100
-        ordered = sorted(means, reverse=maximize)  # best first
-        position = share * (len(ordered) - 1)
-        low = math.floor(position)
-        high = min(low + 1, len(ordered) - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+        return _percentile(sorted(means, reverse=maximize), settings["percentile"])  # best first
+
+
+def _percentile(ordered: list[float], percent: float) -> float:
+    """The value `percent` percent of the way along `ordered` (linear between neighbours, as
+    numpy's default percentile); 50 on ascending values is the median."""
+    position = percent / 100 * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    weight = position - low
+    return ordered[low] * (1 - weight) + ordered[high] * weight  # no difference that could overflow
 
 
 RULES: dict[str, StoppingRule] = {rule.name: rule for rule in (MedianStop(), PercentileStop())}

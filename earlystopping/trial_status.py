@@ -32,9 +32,11 @@ codes: :class:`TrialNotFound` (NOT_FOUND), :class:`Forbidden` (PERMISSION_DENIED
 conflicts on every attempt). All derive from :class:`TrialStatusError`.
 
 No cluster: :meth:`TrialStatusUpdater.from_environment` returns ``None`` when neither the in-cluster
-configuration nor a kubeconfig is available. What ``SetTrialStatus`` does then (for example under
-``katib-local``, where the runner itself records the trial as EarlyStopped) is the caller's
-documented local behaviour; this module only reports that no cluster is reachable.
+configuration nor a kubeconfig is available and the process is not in a pod. What ``SetTrialStatus``
+does then (for example under ``katib-local``, where the runner itself records the trial as
+EarlyStopped) is the caller's documented local behaviour. In a pod (``in_pod``: the caller sees
+``KUBERNETES_SERVICE_HOST``), missing or broken credentials are an error (:class:`KubernetesError`),
+never a silent success.
 
 ``kubernetes`` is imported only inside the functions that need it: importing it takes about 0.3 s
 (and about 33 MiB), and the early-stopping server must report SERVING quickly. The tests pass with
@@ -149,6 +151,7 @@ class TrialStatusUpdater:
         *,
         namespace_file: str = NAMESPACE_FILE,
         kubeconfig: str | None = None,
+        in_pod: bool = False,
         **options: Any,
     ) -> TrialStatusUpdater | None:
         """An updater for the cluster this process runs in or is configured for, or ``None``.
@@ -157,7 +160,8 @@ class TrialStatusUpdater:
         kubeconfig (``kubeconfig`` if given, else ``$KUBECONFIG``, which may list several files
         separated by ``os.pathsep``, else ``~/.kube/config``). ``$KUBECONFIG`` is read at each call,
         not when ``kubernetes`` is first imported. When neither works, the reasons are logged and
-        ``None`` is returned: the caller then applies its local behaviour.
+        ``None`` is returned (the caller then applies its local behaviour), unless ``in_pod``:
+        then :class:`KubernetesError` is raised with the reasons.
 
         Namespace: the first line of ``namespace_file`` (the pod's own namespace, as Katib
         assumes Trials live beside the suggestion pod); failing that, the namespace of the
@@ -178,12 +182,13 @@ class TrialStatusUpdater:
             try:
                 config.load_kube_config(config_file=path, client_configuration=configuration, persist_config=False)
             except Exception as kubeconfig_error:  # noqa: BLE001 - missing (ConfigException), bad YAML, bad fields
-                log.info(
-                    "no Kubernetes API server configured (in-cluster: %s; kubeconfig %s: %s)",
-                    incluster_error,
-                    path,
-                    kubeconfig_error,
-                )
+                reasons = f"in-cluster: {incluster_error}; kubeconfig {path}: {kubeconfig_error}"
+                if in_pod:
+                    raise KubernetesError(
+                        "this pod has no usable Kubernetes credentials to update the Trial's status "
+                        f"({reasons}); mount the service account token Katib gives the suggestion pod"
+                    ) from None
+                log.info("no Kubernetes API server configured (%s)", reasons)
                 return None
             source = f"kubeconfig {path}"
             try:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from .numbers import quote
+
 Log = tuple[str, str, str]  # (time_stamp, metric_name, value)
 
 _SCHEMA = """
@@ -53,7 +55,7 @@ def time_ns(text: str, field: str) -> int:
     try:
         nanos = _parse_rfc3339(text)
     except ValueError:
-        raise ValueError(f'{field}: "{text}" is not an RFC 3339 time such as "2026-11-28T08:00:00.5+02:00"') from None
+        raise ValueError(f'{field}: {quote(text)} is not an RFC 3339 time such as "2026-11-28T08:00:00.5+02:00"') from None
     return min(max(nanos, _INT64[0]), _INT64[1])
 
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from katib_services.algorithms.base import Reply
 from katib_services.algorithms.errors import Problems
 from katib_services.algorithms.experiment import Experiment
 from katib_services.algorithms.history import Trial, parse_trial
+from katib_services.algorithms.limits import DEFAULT, Limits
 from katib_services.algorithms.space import RawParameter
+from katib_services.statestore import StoreView
 
 from .pb import api_pb2
 
 
-def experiment(pb: api_pb2.Experiment, problems: Problems | None = None) -> Experiment:
+def experiment(pb: api_pb2.Experiment, problems: Problems | None = None, limits: Limits = DEFAULT) -> Experiment:
     spec = pb.spec
     objective = spec.objective
     return Experiment.parse(
@@ -41,6 +41,7 @@ def experiment(pb: api_pb2.Experiment, problems: Problems | None = None) -> Expe
         max_trial_count=spec.max_trial_count,
         parallel_trial_count=spec.parallel_trial_count,
         problems=problems,
+        limits=limits,
     )
 
 
@@ -56,41 +57,42 @@ def trial_fields(t: api_pb2.Trial) -> tuple:
 
 
 class TrialCache:
-    """Parsed trials of recent requests, keyed by each trial's wire bytes.
+    """Parsed trials of recent requests, keyed by each trial's wire bytes, in the state store.
 
     Katib sends every trial on every request, and nearly all of them are unchanged since the
     previous request. The bytes hold everything a trial is, so a trial whose bytes were seen in
     the previous request of the same experiment is reused as parsed; any change (a new
-    condition, a new metric) gives new bytes and is parsed afresh. Only the trials of the latest
-    request of each of the last few experiments are kept. (A client that writes map entries in
-    a random order, as Go does for labels, only makes such trials miss the cache.)
+    condition, a new metric) gives new bytes and is parsed afresh. Each experiment's entry holds
+    the trials of its latest request only, so repeated requests never grow it. (A client that
+    writes map entries in a random order, as Go does for labels, only makes such trials miss the
+    cache.)
     """
 
-    def __init__(self, experiments: int = 4):
-        self._experiments = experiments
-        self._by_experiment: OrderedDict[bytes, dict[bytes, Trial]] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, store: StoreView):
+        self._store = store
 
     def trials(self, experiment: Experiment, pb: api_pb2.Experiment, blobs: Iterable[bytes]) -> list[Trial]:
         """The parsed trials of serialized `Trial` messages."""
         # Parsing depends on the parameters and the objective only, not on the settings.
         key = pb.name.encode() + b"\0" + pb.spec.parameter_specs.SerializeToString(deterministic=True)
         key += pb.spec.objective.SerializeToString(deterministic=True)
-        with self._lock:
-            previous = self._by_experiment.pop(key, {})
+        previous = self._store.get(key) or {}
         current: dict[bytes, Trial] = {}
         out = []
+        size = len(key)
         for blob in blobs:
             trial = previous.get(blob) or current.get(blob)
             if trial is None:
                 trial = parse_trial(experiment, *trial_fields(api_pb2.Trial.FromString(blob)))
-            current[blob] = trial
+            if blob not in current:
+                current[blob] = trial
+                size += TRIAL_OVERHEAD + 3 * len(blob)
             out.append(trial)
-        with self._lock:
-            self._by_experiment[key] = current
-            while len(self._by_experiment) > self._experiments:
-                self._by_experiment.popitem(last=False)
+        self._store.put(key, current, size)
         return out
+
+
+TRIAL_OVERHEAD = 1500  # bytes of a parsed trial beyond three times its wire size (measured, tests/test_state.py)
 
 
 def suggestions_reply(reply: Reply, algorithm: str) -> api_pb2.GetSuggestionsReply:

@@ -15,48 +15,41 @@ import logging
 import sqlite3
 
 from katib_services.algorithms.errors import InvalidSpec
+from katib_services.numbers import quote
 from katib_services.obslog import ObservationStore
 
-from .pb import api_pb2, api_pb2_grpc
-from .server import (
-    Server,
-    add_server_arguments,
-    configure_logging,
-    rpc_method,
-    serve_until_signal,
-)
+from .pb import api_pb2
+from .server import Server, add_server_arguments, configure_logging, serve_until_signal
 
 log = logging.getLogger("katib.dbmanager")
 
-SERVICE_NAME = "api.v1.beta1.DBManager"
+SERVICE = "DBManager"
 DEFAULT_ADDRESS = "0.0.0.0:6789"  # the port of Katib's own DB manager
 DEFAULT_DB = "katib.db"
 
 
 @contextlib.contextmanager
 def _bad_input_is_invalid_argument():
-    """Turns the store's ValueError for bad input into InvalidSpec, which rpc_method maps to INVALID_ARGUMENT."""
+    """Turns the store's ValueError for bad input into InvalidSpec (INVALID_ARGUMENT)."""
     try:
         yield
     except ValueError as error:
         raise InvalidSpec(str(error)) from None
 
 
-class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
+class DBManagerServicer:
     """Decodes each request and calls the store."""
 
     def __init__(self, store: ObservationStore):
         self.store = store
 
-    @rpc_method
     def ReportObservationLog(self, request, context):
         logs = [(m.time_stamp, m.metric.name, m.metric.value) for m in request.observation_log.metric_logs]
         with _bad_input_is_invalid_argument():
             self.store.report(request.trial_name, logs)
-        log.info("trial %s: stored %d log(s)", request.trial_name, len(logs))
+        log.info("trial %s: stored %d log(s)", quote(request.trial_name, 253), len(logs))
         return api_pb2.ReportObservationLogReply()
 
-    @rpc_method
     def GetObservationLog(self, request, context):
         with _bad_input_is_invalid_argument():
             logs = self.store.get(request.trial_name, request.metric_name, request.start_time, request.end_time)
@@ -69,18 +62,17 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
             )
         )
 
-    @rpc_method
     def DeleteObservationLog(self, request, context):
         with _bad_input_is_invalid_argument():
             count = self.store.delete(request.trial_name)
-        log.info("trial %s: deleted %d log(s)", request.trial_name, count)
+        log.info("trial %s: deleted %d log(s)", quote(request.trial_name, 253), count)
         return api_pb2.DeleteObservationLogReply()
 
 
 def start(db_path: str, address: str = DEFAULT_ADDRESS, **options) -> Server:
     """Starts a DBManager server storing observation logs in the SQLite file `db_path`."""
     servicer = DBManagerServicer(ObservationStore(db_path))
-    return Server(address, [(api_pb2_grpc.add_DBManagerServicer_to_server, servicer, SERVICE_NAME)], **options)
+    return Server(address, [(servicer, SERVICE)], **options)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,33 +7,47 @@ Status codes: INVALID_ARGUMENT for a bad spec, settings or `db_manager_address`;
 the DB manager or the Kubernetes API cannot be reached; NOT_FOUND and PERMISSION_DENIED from the
 Kubernetes API for SetTrialStatus; INTERNAL for anything unexpected.
 
-SetTrialStatus without a Kubernetes API (no in-cluster config and no kubeconfig, as under
+SetTrialStatus outside Kubernetes (KUBERNETES_SERVICE_HOST unset, and no kubeconfig, as under
 katib-local): the call succeeds and the trial is only logged as early stopped, because the
-caller (katib-local) records the condition itself.
+caller (katib-local) records the condition itself. Inside a pod whose Kubernetes credentials do
+not work, the call answers UNAVAILABLE with the reason.
+
+The DB manager is read with the same message limit as this server's own (--max-message-mb);
+channels are kept for the few most recent DB-manager addresses and closed when dropped.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import re
 import threading
 import time
+from collections import OrderedDict
 
 import grpc
 
-from katib_services.algorithms.errors import InvalidSpec, Problems
+from katib_services.algorithms.errors import InvalidSpec, Problems, TooLarge
+from katib_services.algorithms.limits import DEFAULT
 from katib_services.earlystopping.logs import DBUnavailable, EarlyMeans, check_address
 from katib_services.earlystopping.rules import RULES, StoppingRule
+from katib_services.numbers import quote
+from katib_services.statestore import StateStore
 
 from .pb import api_pb2, api_pb2_grpc
-from .server import LEGACY_HEALTH_NAME, RpcFailure, Server, algorithm_cli, rpc_method
+from .server import DEFAULT_MAX_MESSAGE_MB, LEGACY_HEALTH_NAME, RpcFailure, Server, algorithm_cli, caller_check, positive
 
 log = logging.getLogger("katib.earlystopping")
 
-SERVICE_NAME = "api.v1.beta1.EarlyStopping"
+SERVICE = "EarlyStopping"
 DEFAULT_ADDRESS = "0.0.0.0:6788"
 FIELD = "spec.earlyStopping"
 DB_DEADLINE_SECONDS = 5.0
+DB_CHANNELS = 4  # DB-manager addresses with an open channel (one per Katib installation in practice)
 _COMPARISONS = {"LESS": api_pb2.LESS, "GREATER": api_pb2.GREATER}
+# A Trial name is a Kubernetes object name: a DNS-1123 subdomain of at most 253 characters.
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
 
 
 def prepare(spec: api_pb2.EarlyStoppingSpec, problems: Problems) -> tuple[StoppingRule | None, dict]:
@@ -44,7 +58,7 @@ def prepare(spec: api_pb2.EarlyStoppingSpec, problems: Problems) -> tuple[Stoppi
         problems.add(f"{FIELD}.algorithmName", f"is empty; name an early-stopping algorithm: {', '.join(RULES)}")
         return None, {}
     if rule is None:
-        problems.add(f"{FIELD}.algorithmName", f'unknown early-stopping algorithm "{name}"; this service offers: {", ".join(RULES)}')
+        problems.add(f"{FIELD}.algorithmName", f"unknown early-stopping algorithm {quote(name)}; this service offers: {', '.join(RULES)}")
         return None, {}
     settings = rule.schema.parse(
         name, [(s.name, s.value) for s in spec.algorithm_settings], problems, field=f"{FIELD}.algorithmSettings"
@@ -52,23 +66,53 @@ def prepare(spec: api_pb2.EarlyStoppingSpec, problems: Problems) -> tuple[Stoppi
     return rule, settings
 
 
-class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
-    def __init__(self, trial_status=None):
-        self.means = EarlyMeans()
-        self._channels: dict[str, grpc.Channel] = {}
+class _Channels:
+    """gRPC channels to the most recent DB-manager addresses; a dropped one is closed."""
+
+    def __init__(self, max_message_bytes: int, size: int = DB_CHANNELS):
+        self.options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)]
+        self.size = size
+        self._channels: OrderedDict[str, grpc.Channel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, address: str) -> grpc.Channel:
+        with self._lock:
+            channel = self._channels.pop(address, None) or grpc.insecure_channel(address, options=self.options)
+            self._channels[address] = channel
+            while len(self._channels) > self.size:
+                _, dropped = self._channels.popitem(last=False)
+                dropped.close()
+            return channel
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+
+class EarlyStoppingServicer:
+    def __init__(
+        self,
+        trial_status=None,
+        store: StateStore | None = None,
+        max_message_mb: int = DEFAULT_MAX_MESSAGE_MB,
+        max_trials: int = DEFAULT.trials,
+    ):
+        self.store = store if store is not None else StateStore()
+        self.means = EarlyMeans(self.store.view("early-means"))
+        self.channels = _Channels(max_message_mb << 20)
+        self.max_trials = max_trials
         self._trial_status = trial_status  # a TrialStatusUpdater, made on first use
         self._lock = threading.Lock()
 
-    @rpc_method
     def ValidateEarlyStoppingSettings(self, request, context):
         problems = Problems()
         prepare(request.early_stopping, problems)
         problems.raise_if_any()
         return api_pb2.ValidateEarlyStoppingSettingsReply()
 
-    @rpc_method
     def GetEarlyStoppingRules(self, request, context):
         start = time.perf_counter()
+        if len(request.trials) > self.max_trials:
+            raise TooLarge(f"trials: the request has {len(request.trials)} trials, more than this service reads ({self.max_trials}, --max-trials)")
         problems = Problems()
         spec = request.experiment.spec
         rule, settings = prepare(spec.early_stopping, problems)
@@ -80,11 +124,17 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         address_problem = check_address(request.db_manager_address)
         if address_problem:
             problems.add("db_manager_address", address_problem)
+        succeeded = []
+        for i, trial in enumerate(request.trials):
+            if trial.status.condition == api_pb2.TrialStatus.SUCCEEDED:
+                if not trial.name:
+                    problems.add(f"trials[{i}].name", "is empty; a succeeded trial's log is read by its name")
+                succeeded.append(trial.name)
         problems.raise_if_any()
-        succeeded = [t.name for t in request.trials if t.status.condition == api_pb2.TrialStatus.SUCCEEDED]
-        key = (request.experiment.name, metric, settings["start_step"])
+        address = request.db_manager_address
+        key = (request.experiment.name, address, metric, settings["start_step"])
         try:
-            means = self.means.means(key, self._reader(request.db_manager_address), succeeded, metric, settings["start_step"])
+            means = self.means.means(key, self._reader(address), succeeded, metric, settings["start_step"], caller_check(context))
         except DBUnavailable as error:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, str(error)) from None
         found = rule.rule(metric, spec.objective.type == api_pb2.MAXIMIZE, means, settings)
@@ -105,9 +155,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
 
     def _reader(self, address: str):
         """Reads one trial's log of one metric from the DB manager at `address`."""
-        with self._lock:
-            channel = self._channels.get(address) or self._channels.setdefault(address, grpc.insecure_channel(address))
-        stub = api_pb2_grpc.DBManagerStub(channel)
+        stub = api_pb2_grpc.DBManagerStub(self.channels.get(address))
 
         def read(trial_name: str, metric: str) -> list[tuple[str, str]]:
             request = api_pb2.GetObservationLogRequest(trial_name=trial_name, metric_name=metric)
@@ -115,58 +163,70 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
                 reply = stub.GetObservationLog(request, timeout=DB_DEADLINE_SECONDS)
             except grpc.RpcError as error:
                 raise DBUnavailable(
-                    f"the DB manager at {address} did not return the log of trial {trial_name}: "
+                    f"the DB manager at {address} did not return the log of trial {quote(trial_name)}: "
                     f"{error.code().name}: {error.details()}"
                 ) from None
             return [(log.time_stamp, log.metric.value) for log in reply.observation_log.metric_logs]
 
         return read
 
-    @rpc_method
     def SetTrialStatus(self, request, context):
         from katib_services.earlystopping.trial_status import Forbidden, KubernetesError, TrialNotFound
 
-        if not request.trial_name:
+        name = request.trial_name
+        if not name:
             raise InvalidSpec("trial_name: is empty")
-        updater = self._updater()
-        if updater is None:
-            log.info("trial %s early stopped (no Kubernetes API configured: nothing to update)", request.trial_name)
-            return api_pb2.SetTrialStatusReply()
+        if len(name) > 253 or not _OBJECT_NAME.fullmatch(name):
+            raise InvalidSpec(f"trial_name: {quote(name)} is not a Trial name (a lowercase DNS-1123 subdomain of at most 253 characters)")
         try:
-            outcome = updater.mark_early_stopped(request.trial_name)
+            updater = self._updater()
+            if updater is None:
+                log.info("trial %s early stopped (not in a Kubernetes pod and no kubeconfig: nothing to update)", name)
+                return api_pb2.SetTrialStatusReply()
+            outcome = updater.mark_early_stopped(name)
         except TrialNotFound as error:
             raise RpcFailure(grpc.StatusCode.NOT_FOUND, str(error)) from None
         except Forbidden as error:
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, str(error)) from None
         except KubernetesError as error:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, str(error)) from None
-        log.info("trial %s: %s", request.trial_name, outcome)
+        log.info("trial %s: %s", name, outcome)
         return api_pb2.SetTrialStatusReply()
 
     def _updater(self):
+        """The Trial-status updater; None outside Kubernetes. Raises KubernetesError in a pod whose
+        credentials do not work (tried again at the next call)."""
         with self._lock:
             if self._trial_status is None:
                 from katib_services.earlystopping.trial_status import TrialStatusUpdater
 
-                self._trial_status = TrialStatusUpdater.from_environment() or False
+                self._trial_status = TrialStatusUpdater.from_environment(in_pod="KUBERNETES_SERVICE_HOST" in os.environ) or False
             return self._trial_status or None
 
 
-def start(algorithm: str, address: str = DEFAULT_ADDRESS, trial_status=None, **options) -> Server:
+def start(
+    algorithm: str, address: str = DEFAULT_ADDRESS, trial_status=None, *, store: StateStore | None = None, max_trials: int = DEFAULT.trials, **options
+) -> Server:
     """Starts an EarlyStopping server; `algorithm` (a name in earlystopping.rules.RULES) is what it is
     deployed for, while each request is served by the rule its spec names."""
     if algorithm not in RULES:
         raise ValueError(f'unknown early-stopping algorithm "{algorithm}"; choose one of: {", ".join(RULES)}')
-    return Server(
-        address,
-        [(api_pb2_grpc.add_EarlyStoppingServicer_to_server, EarlyStoppingServicer(trial_status), SERVICE_NAME)],
-        health_names=[LEGACY_HEALTH_NAME],
-        **options,
+    servicer = EarlyStoppingServicer(trial_status, store, options.get("max_message_mb", DEFAULT_MAX_MESSAGE_MB), max_trials)
+    return Server(address, [(servicer, SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
+
+
+def _arguments(parser: argparse.ArgumentParser):
+    parser.add_argument(
+        "--max-trials", type=positive, default=DEFAULT.trials, help=f"largest number of trials one request may carry (default {DEFAULT.trials:,})"
     )
+    return lambda args: {"max_trials": args.max_trials}
 
 
 def main(argv: list[str] | None = None) -> None:
-    algorithm_cli("katib-earlystopping", "Serve Katib early-stopping rules over gRPC.", sorted(RULES), DEFAULT_ADDRESS, start, argv)
+    algorithm_cli(
+        "katib-earlystopping", "Serve Katib early-stopping rules over gRPC.", sorted(RULES), DEFAULT_ADDRESS, start, argv, extra=_arguments
+    )
+
 
 if __name__ == "__main__":
     main()

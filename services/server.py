@@ -1,22 +1,33 @@
-"""One server bootstrap for every service: health, reflection, size limits, logging, SIGTERM drain."""
+"""One server bootstrap for every service: health, reflection, size limits, logging, SIGTERM drain,
+and one way of turning a call into a status code.
+
+Every RPC of the API (`register`) receives its request as the bytes that arrived and decodes them
+itself, so that bytes that do not decode get INVALID_ARGUMENT (gRPC's own decoding would answer
+INTERNAL). Errors map to status codes in one place (`_status_of`), and every status message is cut
+to `MAX_MESSAGE_BYTES`, so that it always fits gRPC's metadata limit.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextvars
-import functools
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from katib_services.algorithms.errors import Exhausted, InvalidSpec
+from katib_services.algorithms.errors import MAX_MESSAGE_BYTES, Cancelled, Exhausted, InvalidSpec, TooLarge, fit
+from katib_services.statestore import DEFAULT_ENTRIES, DEFAULT_MEGABYTES, StateStore
+
+from .pb import api_pb2
 
 log = logging.getLogger("katib")
 
@@ -43,7 +54,7 @@ class RpcFailure(Exception):
 
 def set_log_experiment(name: str) -> None:
     """Names the experiment in the log lines of the rest of the current call."""
-    _experiment.set(name or "-")
+    _experiment.set(fit(name, 253) or "-")
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -56,46 +67,114 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
 
 
-def rpc_method(method: Callable) -> Callable:
-    """Wraps a servicer method: logs under the request's experiment and maps errors to status codes.
+def caller_check(context: grpc.ServicerContext) -> Callable[[], None]:
+    """A check that raises Cancelled once the call's client is gone or its deadline has passed."""
 
-    InvalidSpec -> INVALID_ARGUMENT, Exhausted -> FAILED_PRECONDITION, RpcFailure -> its code,
-    anything else -> INTERNAL with the traceback logged. A call never ends with UNKNOWN.
-    """
+    def check() -> None:
+        remaining = context.time_remaining()
+        if not context.is_active() or (remaining is not None and remaining <= 0):
+            raise Cancelled("the caller is gone: the call was cancelled or its deadline passed")
 
-    @functools.wraps(method)
-    def wrapper(self, request, context: grpc.ServicerContext):
-        token = _experiment.set(getattr(getattr(request, "experiment", None), "name", "") or "-")  # reset below
+    return check
+
+
+_STATUS = {
+    InvalidSpec: grpc.StatusCode.INVALID_ARGUMENT,
+    Exhausted: grpc.StatusCode.FAILED_PRECONDITION,
+    TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Cancelled: grpc.StatusCode.CANCELLED,
+}
+
+
+def _status_of(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    if isinstance(error, RpcFailure):
+        log.warning("%s failed: %s: %s", method, error.code.name, fit(str(error), 1000))
+        return error.code, str(error)
+    for kind, code in _STATUS.items():
+        if isinstance(error, kind):
+            log.warning("%s: %s: %s", method, code.name, fit(str(error), 1000))
+            return code, str(error)
+    log.error("%s failed", method, exc_info=error)
+    return (
+        grpc.StatusCode.INTERNAL,
+        f"internal error in {method}: {type(error).__name__}: {error} (the service log has the traceback)",
+    )
+
+
+def _unary(method: Callable, name: str, request_type: Any) -> Callable:
+    """The handler of one unary RPC: decode, call, map errors. `request_type` None passes the bytes."""
+
+    def handle(data: bytes, context: grpc.ServicerContext):
+        token = _experiment.set("-")
         try:
-            return method(self, request, context)
-        except InvalidSpec as error:
-            log.warning("%s rejected: %s", method.__name__, error)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except Exhausted as error:
-            log.warning("%s cannot proceed: %s", method.__name__, error)
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except RpcFailure as error:
-            log.warning("%s failed: %s: %s", method.__name__, error.code.name, error)
-            context.abort(error.code, str(error))
-        except Exception as error:
-            log.exception("%s failed", method.__name__)
-            context.abort(
-                grpc.StatusCode.INTERNAL,
-                f"internal error in {method.__name__}: {type(error).__name__}: {error} (the service log has the traceback)",
-            )
+            request = data
+            if request_type is not None:
+                try:
+                    request = request_type.FromString(data)
+                except DecodeError as error:
+                    raise InvalidSpec(f"request: not a valid {request_type.DESCRIPTOR.name} ({error})") from None
+                experiment = getattr(request, "experiment", None)
+                if experiment is not None:
+                    set_log_experiment(experiment.name)
+            return method(request, context)
+        except Exception as error:  # noqa: BLE001 - every error becomes a status, never UNKNOWN
+            code, message = _status_of(error, name)
+            context.abort(code, fit(message, MAX_MESSAGE_BYTES))
         finally:
             _experiment.reset(token)
 
-    return wrapper
+    return handle
+
+
+def register(grpc_server: grpc.Server, servicer: object, service: str, raw: Iterable[str] = ()) -> str:
+    """Registers every RPC of `service` ("Suggestion", "EarlyStopping" or "DBManager") served by
+    `servicer`'s methods of the same names; the methods in `raw` receive the request bytes.
+    Returns the service's full name."""
+    descriptor = api_pb2.DESCRIPTOR.services_by_name[service]
+    handlers = {}
+    for m in descriptor.methods:
+        request_type = None if m.name in raw else getattr(api_pb2, m.input_type.name)
+        handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+            _unary(getattr(servicer, m.name), m.name, request_type),
+            response_serializer=getattr(api_pb2, m.output_type.name).SerializeToString,
+        )
+    grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
+    return descriptor.full_name
+
+
+def _register_health(grpc_server: grpc.Server, servicer: health.HealthServicer) -> None:
+    """grpc.health.v1.Health, decoding its own requests (a bad Check request is INVALID_ARGUMENT)."""
+
+    def watch(data: bytes, context: grpc.ServicerContext):
+        try:
+            request = health_pb2.HealthCheckRequest.FromString(data)
+        except DecodeError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid HealthCheckRequest ({error})")
+        yield from servicer.Watch(request, context)
+
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            _unary(servicer.Check, "Check", health_pb2.HealthCheckRequest),
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+        ),
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            watch, response_serializer=health_pb2.HealthCheckResponse.SerializeToString
+        ),
+    }
+    grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(health.SERVICE_NAME, handlers),))
 
 
 class Server:
-    """A started gRPC server with health and reflection; `shutdown` drains it."""
+    """A started gRPC server with health and reflection; `shutdown` drains it.
+
+    `services` are (servicer, service) pairs, `service` being a service name of the API; a
+    servicer may name the methods that take raw bytes in its `raw_methods` attribute.
+    """
 
     def __init__(
         self,
         address: str,
-        services: Sequence[tuple[Callable, object, str]],
+        services: Sequence[tuple[object, str]],
         *,
         health_names: Sequence[str] = (),
         max_message_mb: int = DEFAULT_MAX_MESSAGE_MB,
@@ -107,11 +186,10 @@ class Server:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
         self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        full_names = []
-        for add, servicer, full_name in services:
-            add(servicer, self.grpc)
-            full_names.append(full_name)
+        _register_health(self.grpc, self.health)
+        full_names = [
+            register(self.grpc, servicer, service, getattr(servicer, "raw_methods", ())) for servicer, service in services
+        ]
         reflection.enable_server_reflection([*full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc)
         self.port = self.grpc.add_insecure_port(address)
         if self.port == 0:
@@ -150,15 +228,31 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_address: str) 
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
 
-def algorithm_cli(prog: str, description: str, choices: list[str], default_address: str, start: Callable, argv=None) -> None:
-    """The CLI of a one-algorithm server: `PROG --algorithm NAME [--address HOST:PORT] ...`."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--algorithm", required=True, choices=choices, help="the algorithm to serve")
-    add_server_arguments(parser, default_address)
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    server = start(args.algorithm, args.address, max_message_mb=args.max_message_mb)
-    serve_until_signal(server, args.grace, f"{prog} serving {args.algorithm} on {server.address}")
+def add_state_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-entries",
+        type=int,
+        default=DEFAULT_ENTRIES,
+        help=f"warm per-experiment state entries kept (default {DEFAULT_ENTRIES}; 0 keeps none)",
+    )
+    parser.add_argument(
+        "--state-mb",
+        type=int,
+        default=DEFAULT_MEGABYTES,
+        help=f"MiB of warm per-experiment state kept (default {DEFAULT_MEGABYTES})",
+    )
+
+
+def state_store(args: argparse.Namespace) -> StateStore:
+    return StateStore(max(args.state_entries, 0), max(args.state_mb, 0) << 20)
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
 
 
 def serve_until_signal(server: Server, grace: float, banner: str) -> None:
@@ -175,3 +269,27 @@ def serve_until_signal(server: Server, grace: float, banner: str) -> None:
     while not server.wait(0.5):  # short waits keep the main thread responsive to signals
         pass
     log.info("stopped")
+
+
+def algorithm_cli(
+    prog: str,
+    description: str,
+    choices: list[str],
+    default_address: str,
+    start: Callable[..., Server],
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], dict]] | None = None,
+) -> None:
+    """The CLI of a one-algorithm server: `PROG --algorithm NAME [--address HOST:PORT] ...`.
+
+    `extra(parser)` may add arguments and returns how to turn them into options of `start`.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--algorithm", required=True, choices=choices, help="the algorithm to serve")
+    add_server_arguments(parser, default_address)
+    add_state_arguments(parser)
+    options = extra(parser) if extra else (lambda args: {})
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    server = start(args.algorithm, args.address, max_message_mb=args.max_message_mb, store=state_store(args), **options(args))
+    serve_until_signal(server, args.grace, f"{prog} serving {args.algorithm} on {server.address}")

@@ -10,33 +10,40 @@ name falls back to `--algorithm`.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 
-import grpc
 from google.protobuf.message import DecodeError
 
 from katib_services.algorithms import registry
-from katib_services.algorithms.base import Algorithm, Request
-from katib_services.algorithms.errors import InvalidSpec, Problems
+from katib_services.algorithms.base import Algorithm, Reply, Request
+from katib_services.algorithms.errors import Exhausted, InvalidSpec, Problems, TooLarge
 from katib_services.algorithms.experiment import Experiment
 from katib_services.algorithms.history import History
+from katib_services.algorithms.limits import DEFAULT, Limits
+from katib_services.numbers import quote
+from katib_services.statestore import StateStore
 
 from . import convert, wire
 from .pb import api_pb2
-from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, rpc_method, set_log_experiment
+from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, caller_check, positive, set_log_experiment
 
 log = logging.getLogger("katib.suggestion")
 
-SERVICE_NAME = "api.v1.beta1.Suggestion"
+SERVICE = "Suggestion"
 TRIALS_FIELD = api_pb2.GetSuggestionsRequest.DESCRIPTOR.fields_by_name["trials"].number
 DEFAULT_ADDRESS = "0.0.0.0:6789"
 
 
 class SuggestionServicer:
-    def __init__(self, default_algorithm: str):
+    raw_methods = ("GetSuggestions",)  # trials are sliced out of the bytes for the trial cache
+
+    def __init__(self, default_algorithm: str, limits: Limits = DEFAULT, store: StateStore | None = None):
         self.default_algorithm = default_algorithm
-        self.trial_cache = convert.TrialCache()
+        self.limits = limits
+        self.store = store if store is not None else StateStore()
+        self.trial_cache = convert.TrialCache(self.store.view("trials"))
 
     def _prepare(self, pb: api_pb2.Experiment) -> tuple[Algorithm, Experiment, dict]:
         """Validates the experiment against the algorithm it names; raises InvalidSpec."""
@@ -46,23 +53,27 @@ class SuggestionServicer:
         if algorithm is None:
             problems.add(
                 "spec.algorithm.algorithmName",
-                f'unknown algorithm "{name}"; this service offers: {", ".join(registry.names())}',
+                f"unknown algorithm {quote(name)}; this service offers: {', '.join(registry.names())}",
             )
-        experiment = convert.experiment(pb, problems)
+        experiment = convert.experiment(pb, problems, self.limits)
+        if experiment.parallel_trial_count > self.limits.request_number:
+            problems.add(
+                "spec.parallelTrialCount",
+                f"({experiment.parallel_trial_count}) is more than this service proposes in one call "
+                f"({self.limits.request_number}, --max-request-number)",
+            )
         settings: dict = {}
         if algorithm is not None:
             settings = algorithm.schema.parse(name, experiment.settings, problems)
             if not problems.messages:
-                algorithm.check(experiment, settings, problems)
+                algorithm.check(experiment, settings, problems, self.limits)
         problems.raise_if_any()
         return algorithm, experiment, settings  # type: ignore[return-value]
 
-    @rpc_method
     def ValidateAlgorithmSettings(self, request, context):
         self._prepare(request.experiment)
         return api_pb2.ValidateAlgorithmSettingsReply()
 
-    @rpc_method
     def GetSuggestions(self, data: bytes, context):
         """Takes the serialized request: trials are sliced out as bytes for the trial cache."""
         start = time.perf_counter()
@@ -72,18 +83,42 @@ class SuggestionServicer:
         except (wire.WireError, DecodeError) as error:
             raise InvalidSpec(f"request: not a valid GetSuggestionsRequest ({error})") from None
         set_log_experiment(request.experiment.name)
-        algorithm, experiment, settings = self._prepare(request.experiment)
         count = request.current_request_number
         if count < 0:
             raise InvalidSpec(f"current_request_number: ({count}) must not be negative")
+        if count > self.limits.request_number:
+            raise TooLarge(
+                f"current_request_number: ({count}) is more than this service proposes in one call "
+                f"({self.limits.request_number}, --max-request-number)"
+            )
+        if len(trial_blobs) > self.limits.trials:
+            raise TooLarge(
+                f"trials: the request has {len(trial_blobs)} trials, more than this service reads "
+                f"({self.limits.trials}, --max-trials)"
+            )
+        algorithm, experiment, settings = self._prepare(request.experiment)
+        if count > experiment.space.count:
+            raise Exhausted(
+                f"current_request_number: {count} different assignments were asked for, and the search space "
+                f"has only {experiment.space.count}; lower parallelTrialCount or widen the space"
+            )
         try:
             trials = self.trial_cache.trials(experiment, request.experiment, trial_blobs)
         except DecodeError as error:
             raise InvalidSpec(f"trials: a trial is not a valid Trial message ({error})") from None
         history = History(experiment, trials)
-        reply = algorithm.suggest(Request(experiment, settings, history, count, request.total_request_number))
-        if len(reply.proposals) != count:
-            raise RuntimeError(f"{algorithm.name} produced {len(reply.proposals)} assignments instead of {count}")
+        reply = algorithm.suggest(
+            Request(
+                experiment,
+                settings,
+                history,
+                count,
+                request.total_request_number,
+                store=self.store.view(algorithm.name),
+                check=caller_check(context),
+            )
+        )
+        _verify(reply, experiment, count, algorithm.name)
         log.info(
             "%s: %d assignment(s) for %d trial(s) in %.1f ms",
             algorithm.name,
@@ -94,37 +129,54 @@ class SuggestionServicer:
         return convert.suggestions_reply(reply, algorithm.name)
 
 
-def add_to_server(servicer: SuggestionServicer, server: grpc.Server) -> None:
-    """Registers the Suggestion service; GetSuggestions receives its request as bytes."""
-    handlers = {
-        "GetSuggestions": grpc.unary_unary_rpc_method_handler(
-            servicer.GetSuggestions,
-            request_deserializer=bytes,
-            response_serializer=api_pb2.GetSuggestionsReply.SerializeToString,
-        ),
-        "ValidateAlgorithmSettings": grpc.unary_unary_rpc_method_handler(
-            servicer.ValidateAlgorithmSettings,
-            request_deserializer=api_pb2.ValidateAlgorithmSettingsRequest.FromString,
-            response_serializer=api_pb2.ValidateAlgorithmSettingsReply.SerializeToString,
-        ),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+def _verify(reply: Reply, experiment: Experiment, count: int, name: str) -> None:
+    """What every reply must be: exactly `count` assignments, each a point of the space, all
+    different. Anything else is a bug of the algorithm (INTERNAL), never sent to Katib."""
+    if len(reply.proposals) != count:
+        raise RuntimeError(f"{name} produced {len(reply.proposals)} assignments instead of {count}")
+    space = experiment.space
+    points = set()
+    for proposal in reply.proposals:
+        point = space.key_of(proposal.assignment)
+        if point is None or len(proposal.assignment) != len(space):
+            raise RuntimeError(f"{name} produced an assignment outside the search space: {proposal.assignment}")
+        points.add(point)
+    if len(points) != count:
+        raise RuntimeError(f"{name} produced {count - len(points)} repeated assignment(s) in one batch")
 
 
-def start(algorithm: str, address: str = DEFAULT_ADDRESS, **options) -> Server:
+def start(algorithm: str, address: str = DEFAULT_ADDRESS, *, limits: Limits = DEFAULT, store: StateStore | None = None, **options) -> Server:
     """Starts a Suggestion server for `algorithm` (which must be registered)."""
     if registry.get(algorithm) is None:
         raise ValueError(f'unknown algorithm "{algorithm}"; choose one of: {", ".join(registry.names())}')
-    return Server(
-        address,
-        [(add_to_server, SuggestionServicer(algorithm), SERVICE_NAME)],
-        health_names=[LEGACY_HEALTH_NAME],
-        **options,
-    )
+    return Server(address, [(SuggestionServicer(algorithm, limits, store), SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
+
+
+def _limit_arguments(parser: argparse.ArgumentParser):
+    flags = {
+        "request_number": ("--max-request-number", "assignments one GetSuggestions may ask for"),
+        "trials": ("--max-trials", "trials one request may carry"),
+        "parameters": ("--max-parameters", "parameters of an experiment"),
+        "list_values": ("--max-list-values", "values of one discrete or categorical parameter"),
+        "grid_points": ("--max-grid-points", "points of a grid run without maxTrialCount"),
+    }
+    for field, (flag, meaning) in flags.items():
+        default = getattr(DEFAULT, field)
+        parser.add_argument(flag, dest=field, type=positive, default=default, help=f"largest number of {meaning} (default {default:,})")
+    return lambda args: {"limits": Limits(**{field: getattr(args, field) for field in flags})}
 
 
 def main(argv: list[str] | None = None) -> None:
-    algorithm_cli("katib-suggestion", "Serve one Katib search algorithm over gRPC.", registry.names(), DEFAULT_ADDRESS, start, argv)
+    algorithm_cli(
+        "katib-suggestion",
+        "Serve one Katib search algorithm over gRPC.",
+        registry.names(),
+        DEFAULT_ADDRESS,
+        start,
+        argv,
+        extra=_limit_arguments,
+    )
+
 
 if __name__ == "__main__":
     main()

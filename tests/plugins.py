@@ -15,7 +15,7 @@ class Blocking(Algorithm):
     def suggest(self, request):
         entered.set()
         release.wait(10)
-        return Reply([Proposal({"x": "1"})] * request.count)
+        return Reply([Proposal({"x": repr(i / request.count)}) for i in range(request.count)])
 
 
 class Crashing(Algorithm):

@@ -168,7 +168,7 @@ def test_percentile_rule(db, es):
         ({"algorithmName": "medianstop", "algorithmSettings": [{"name": "foo", "value": "1"}]}, 'unknown setting "foo" for algorithm medianstop'),
         (
             {"algorithmName": "medianstop", "algorithmSettings": [{"name": "min_trials_required", "value": "0"}]},
-            'spec.earlyStopping.algorithmSettings["min_trials_required"]: 0 is out of range; it must be ≥ 1',
+            'spec.earlyStopping.algorithmSettings["min_trials_required"]: 0 is out of range; it must be in [1, 100,000]',
         ),
         (
             {"algorithmName": "medianstop", "algorithmSettings": [{"name": "start_step", "value": "2.5"}]},

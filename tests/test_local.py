@@ -157,15 +157,15 @@ class RecordingEarlyStopping:
         return api_pb2.SetTrialStatusReply()
 
 
-def serve_stub(add, servicer, name):
-    return Server("127.0.0.1:0", [(add, servicer, name)])
+def serve_stub(servicer, service):
+    return Server("127.0.0.1:0", [(servicer, service)])
 
 
 def test_early_stopping_rules_stop_a_trial(tmp_path):
     # loss falls by 1 per step from final + 19: after 3 reports it is still far above 2.5, so stop.
     rule = api_pb2.EarlyStoppingRule(name="loss", value="2.5", comparison=api_pb2.GREATER, start_step=3)
     stub = RecordingEarlyStopping(rule)
-    server = serve_stub(api_pb2_grpc.add_EarlyStoppingServicer_to_server, stub, "api.v1.beta1.EarlyStopping")
+    server = serve_stub(stub, "EarlyStopping")
     try:
         document = manifest(args=["--steps=20", "--sleep=0.05"], maxTrialCount=2)
         document["spec"]["earlyStopping"] = {"algorithmName": "medianstop"}
@@ -209,7 +209,7 @@ class ScriptedSuggestion:
 
 def test_trial_names_labels_and_settings_round_trip(tmp_path):
     stub = ScriptedSuggestion()
-    server = serve_stub(api_pb2_grpc.add_SuggestionServicer_to_server, stub, "api.v1.beta1.Suggestion")
+    server = serve_stub(stub, "Suggestion")
     try:
         code, workdir = run(tmp_path, manifest(maxTrialCount=4, parallelTrialCount=2), "--suggestion-address", server.address)
     finally:
@@ -229,7 +229,7 @@ def test_trial_names_labels_and_settings_round_trip(tmp_path):
 
 
 def test_reply_of_the_wrong_size_stops_with_a_clear_error(tmp_path, capsys):
-    server = serve_stub(api_pb2_grpc.add_SuggestionServicer_to_server, ScriptedSuggestion(short=True), "api.v1.beta1.Suggestion")
+    server = serve_stub(ScriptedSuggestion(short=True), "Suggestion")
     try:
         code, workdir = run(tmp_path, manifest(), "--suggestion-address", server.address)
     finally:

@@ -110,12 +110,13 @@ def test_foreign_and_broken_trials_do_not_crash(serve):
 def test_distributions_respect_bounds(serve, distribution, lo, hi):
     client = serve("random")
 
-    def draw(param):
-        reply = client.suggest(experiment([param]), count=300)
+    def draw(param, count=300):
+        reply = client.suggest(experiment([param]), count=count)
         return [float(item.assignments[0].value) for item in reply.parameter_assignments]
 
     values = draw(double("x", lo, hi, distribution=distribution))
-    ints = draw(integer("x", lo, hi, distribution=distribution)) if "." not in lo else []
+    # A batch never repeats a point: at most as many ints as the range holds.
+    ints = draw(integer("x", lo, hi, distribution=distribution), min(300, int(hi) - int(lo) + 1)) if "." not in lo else []
     assert all(v.is_integer() for v in ints)
     assert all(float(lo) <= v <= float(hi) for v in values + ints)
     # The shape, on the doubles (distinct ints are pushed apart by the no-repeat rule).

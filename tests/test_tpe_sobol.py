@@ -15,9 +15,9 @@ SPACE = [double("x", "0", "1"), double("y", "0", "1")]
     [
         ("tpe", {"gamma": 1}, 'algorithmSettings["gamma"]: 1 is out of range; it must be in (0, 1)'),
         ("tpe", {"gamma": 0}, 'algorithmSettings["gamma"]: 0 is out of range; it must be in (0, 1)'),
-        ("tpe", {"prior_weight": 0}, 'algorithmSettings["prior_weight"]: 0 is out of range; it must be > 0'),
-        ("tpe", {"n_EI_candidates": 0}, 'algorithmSettings["n_EI_candidates"]: 0 is out of range; it must be ≥ 1'),
-        ("tpe", {"n_startup_trials": -1}, 'algorithmSettings["n_startup_trials"]: -1 is out of range; it must be ≥ 0'),
+        ("tpe", {"prior_weight": 0}, 'algorithmSettings["prior_weight"]: 0 is out of range; it must be in (0, 1,000,000]'),
+        ("tpe", {"n_EI_candidates": 0}, 'algorithmSettings["n_EI_candidates"]: 0 is out of range; it must be in [1, 10,000]'),
+        ("tpe", {"n_startup_trials": -1}, 'algorithmSettings["n_startup_trials"]: -1 is out of range; it must be in [0, 100,000]'),
         ("multivariate-tpe", {"gamma": 0.5}, 'unknown setting "gamma" for algorithm multivariate-tpe'),
         ("multivariate-tpe", {"n_ei_candidates": "many"}, 'algorithmSettings["n_ei_candidates"]: "many" is not an integer'),
         ("sobol", {"random_state": -2}, 'algorithmSettings["random_state"]: -2 is out of range'),
