@@ -6,8 +6,8 @@ bounds [0, 1]; so LOG_UNIFORM, NORMAL and `step` mean what they mean everywhere 
 parameters whose points are evenly spaced in that encoding (INT and stepped DOUBLE with the UNIFORM
 distribution, and DISCRETE lists) are integer dimensions of `cmaes.CMAwM`, CMA-ES with margin, which
 keeps some probability of leaving the current point so the search does not stall on a plateau.
-Finite parameters with a non-uniform distribution are searched as continuous quantiles and snapped
-to the nearest point. CATEGORICAL parameters are not modelled: each proposal draws them uniformly,
+Finite parameters with a non-uniform distribution, or with more than 10,000 points, are searched
+as continuous quantiles and snapped to the nearest point. CATEGORICAL parameters are not modelled: each proposal draws them uniformly,
 from a seed of (experiment seed, run, generation, member).
 
 The request is the only state. Each CMA-ES proposal carries labels:
@@ -88,6 +88,7 @@ RUN, GENERATION, MEMBER, LATE = "cmaes-run", "cmaes-generation", "cmaes-member",
 OUTSIDE = "random"  # the cmaes-member of a proposal drawn outside CMA-ES (a valid label value)
 
 _SKIPS = 32  # members skipped in a row (their point is taken) before a proposal is drawn at random
+_MAX_MARGIN_POINTS = 10_000  # finite parameters with more points are searched as continuous quantiles
 _PENALTY = 1e12  # told for a generation whose told members all lack a value
 _MIN_SIGMA = 1e-10  # sigma 0 is valid in Katib; Optuna floors it at this value too
 _MAX_TOLD = 1e6  # CMAwM tells raw samples; cmaes rejects values beyond 1e32
@@ -201,7 +202,7 @@ class _Layout:
         bounds, steps = [], []
         for i in self.numeric:
             p = space.parameters[i]
-            if p.finite and p.size >= 2 and (p.choices or p.distribution is Distribution.UNIFORM):
+            if p.finite and 2 <= p.size <= _MAX_MARGIN_POINTS and (p.choices or p.distribution is Distribution.UNIFORM):
                 # Point k sits at quantile (k + 0.5) / size: an evenly spaced integer dimension.
                 half = 0.5 / p.size
                 bounds.append((half, 1.0 - half))

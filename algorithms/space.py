@@ -80,6 +80,7 @@ LOG = frozenset({Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL})
 Key = Union[int, float]
 
 PRECISION = 34  # significant digits of the exact-decimal core (as IEEE decimal128)
+_PLAIN_DIGITS = 40  # longer stepped doubles are formatted in scientific notation
 # Arithmetic on points: never rounds (Inexact traps), so a result is exact or an error.
 _EXACT = Context(prec=PRECISION + 6, Emax=999_999, Emin=-999_999, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 
@@ -154,7 +155,10 @@ class Parameter:
         exact = _EXACT.add(self.dmin, _EXACT.multiply(self.dstep, Decimal(key)))
         if self.type is ParamType.INT:
             return str(int(exact))
-        text = format(exact.normalize(_EXACT), "f")  # "0.1" for 0.10, like the user writes it
+        exact = exact.normalize(_EXACT)
+        text = format(exact, "f")  # "0.1" for 0.10, like the user writes it
+        if len(text) > _PLAIN_DIGITS:
+            return str(exact)  # exact scientific notation, "5.5E+307", rather than 300 digits
         return text if "." in text else text + ".0"  # a double keeps its point, as repr() does
 
     def parse(self, text: str) -> Key | None:

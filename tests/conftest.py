@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import grpc
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The fuzz suite (tests/test_fuzz.py): "ci" runs the same few hundred cases per RPC every time;
+# "deep" (pytest --hypothesis-profile=deep, or bench/fuzz.py) runs fresh random ones, 10,000+ in all.
+# KATIB_FUZZ_EXAMPLES=N (bench/fuzz.py --examples N) makes "deep" run N cases per test.
+_FUZZ = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("ci", max_examples=150, derandomize=True, **_FUZZ)
+settings.register_profile("deep", max_examples=int(os.environ.get("KATIB_FUZZ_EXAMPLES", "1500")), **_FUZZ)
+settings.load_profile("ci")
 
 from katib_services.services import suggestion
+from katib_services.statestore import DEFAULT_ENTRIES, StateStore
 from katib_services.services.client import experiment_pb
 from katib_services.services.pb import api_pb2, api_pb2_grpc
 
@@ -34,10 +46,13 @@ def serve():
     """Starts in-process Suggestion servers: serve(algorithm) -> Client. All stop after the test."""
     servers = []
 
-    def start(algorithm: str = "random", **options) -> Client:
-        server = suggestion.start(algorithm, "127.0.0.1:0", **options)
+    def start(algorithm: str = "random", state_entries: int = DEFAULT_ENTRIES, **options) -> Client:
+        store = StateStore(state_entries)
+        server = suggestion.start(algorithm, "127.0.0.1:0", store=store, **options)
         servers.append(server)
-        return Client(server.address)
+        client = Client(server.address)
+        client.store = store
+        return client
 
     start.servers = servers
     yield start

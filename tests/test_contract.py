@@ -7,6 +7,7 @@ tolerated, every type, distribution and step honoured, and a real optimization b
 
 import importlib.util
 import math
+import random
 import statistics
 import sys
 from decimal import Decimal
@@ -113,7 +114,7 @@ def test_repeated_request_and_restart(serve, algorithm):
     serve.servers[0].shutdown(grace=1)
     restarted = serve(algorithm)
     cold = points(restarted.suggest(exp, request_trials, count=3))
-    assert len(set(cold)) == 3 and not set(cold) & {key(t) for t in request_trials}
+    assert cold == warm, "a restarted server gives the same reply"
     more = drive(restarted, exp, f, 12)  # and the restarted server carries on
     assert len({key(t) for t in more}) == 12
 
@@ -168,3 +169,32 @@ def test_beats_random_at_equal_budget(serve, algorithm):
             bests.append(min(float(t.status.observation.metrics[0].value) for t in trials))
         results[name] = statistics.median(bests)
     assert results[algorithm] < results["random"], results
+
+
+@pytest.mark.parametrize("algorithm", registry.names())
+def test_reply_is_a_function_of_the_request_alone(serve, algorithm):
+    """Shuffled trials; a warm server, a fresh one, one warmed on another experiment, and one that
+    keeps no state at all give the same reply, and repeated calls do not grow the state store."""
+    space = [double("x", "-2", "2", step="0.01"), double("y", "-2", "2", step="0.01"), integer("n", 1, 5)]
+    extra = {"maxTrialCount": 1000} if algorithm == "grid" else {}
+    exp = exp_for(algorithm, space, **extra)
+    f = lambda a: (float(a["x"]) - 0.5) ** 2 + (float(a["y"]) + 0.5) ** 2 + int(a["n"]) * 0.1  # noqa: E731
+    trials = drive(serve(algorithm), exp, f, 56, batch=4)
+    trials += as_trials(points(serve(algorithm).suggest(exp, trials, count=4)), start=56, condition="Running")
+    assert len(trials) == 60
+    rng = random.Random(1)
+    shuffled = [rng.sample(trials, len(trials)) for _ in range(3)]
+
+    warm = serve(algorithm)
+    replies = [points(warm.suggest(exp, order, count=3)) for order in [trials, *shuffled]]
+    other = serve(algorithm)
+    other.suggest(exp_for(algorithm, space, name="another", **extra), trials[:30], count=2)
+    replies.append(points(other.suggest(exp, shuffled[0], count=3)))
+    replies.append(points(serve(algorithm).suggest(exp, shuffled[1], count=3)))
+    replies.append(points(serve(algorithm, state_entries=0).suggest(exp, shuffled[2], count=3)))
+    assert all(reply == replies[0] for reply in replies), replies
+
+    before = warm.store.stats()
+    for order in shuffled * 5:
+        warm.suggest(exp, order, count=3)
+    assert warm.store.stats() == before, "identical requests do not grow the state store"

@@ -207,3 +207,84 @@ def test_health_and_cli_default_port(es):
     for name in ("", "api.v1.beta1.EarlyStopping", "manager.v1beta1.Suggestion"):
         assert stub.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
     assert earlystopping.DEFAULT_ADDRESS == "0.0.0.0:6788"
+
+
+# -- hostile and unlucky requests ---------------------------------------------------------------------
+
+
+def test_a_trial_with_200000_logs_is_read_past_the_default_4_mib(db, es):
+    service = es()
+    stub = api_pb2_grpc.DBManagerStub(grpc.insecure_channel(db.address))
+    request = api_pb2.ReportObservationLogRequest(trial_name="long")
+    for i in range(200_000):
+        request.observation_log.metric_logs.add(time_stamp=f"2026-11-28T10:00:00.{i:06d}Z", metric=api_pb2.Metric(name="accuracy", value="0.5"))
+    assert request.ByteSize() > 4 << 20
+    stub.ReportObservationLog(request, timeout=60)
+    report(db, "short", [0.7] * 4)
+    (rule,) = rules(service, db.address, ["long", "short"], min_trials_required=2)
+    assert float(rule.value) == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:٣٣", "\x00:1", "host:+80", "[::1]:0", "a b:80", "-host:80", "host:6789\n"])
+def test_addresses_must_be_ascii_host_and_port(es, address):
+    with pytest.raises(grpc.RpcError) as caught:
+        rules(es(), address, ["t1"])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "db_manager_address" in caught.value.details()
+
+
+def test_a_succeeded_trial_without_a_name_is_invalid_argument(db, es):
+    with pytest.raises(grpc.RpcError) as caught:
+        rules(es(), db.address, ["t1", ""])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "trials[1].name: is empty" in caught.value.details()
+
+
+def test_non_ascii_and_non_finite_metric_values_are_not_numbers(db, es):
+    service = es()
+    report(db, "a", ["٣", "٣", "0.2", "0.2"])  # Arabic-Indic digits are not a value
+    report(db, "b", ["1e999", "0.4", "0x10", "0.4"])
+    report(db, "c", ["0.6", "1_0", "0.6", "inf"])
+    (rule,) = rules(service, db.address, ["a", "b", "c"], start_step=2)
+    assert float(rule.value) == pytest.approx(0.4)  # the median of 0.2, 0.4, 0.6
+
+
+@pytest.mark.parametrize(
+    "settings,field",
+    [({"start_step": 2**31}, "start_step"), ({"min_trials_required": "9" * 401}, "min_trials_required"), ({"start_step": "٤"}, "start_step")],
+)
+def test_rules_refuse_out_of_range_settings(db, es, settings, field):
+    with pytest.raises(grpc.RpcError) as caught:
+        rules(es(), db.address, ["t1"], **settings)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f'spec.earlyStopping.algorithmSettings["{field}"]' in caught.value.details()
+
+
+def test_db_manager_channels_are_bounded(db):
+    from katib_services.services.server import Server
+
+    servicer = earlystopping.EarlyStoppingServicer()
+    server = Server("127.0.0.1:0", [(servicer, "EarlyStopping")])
+    try:
+        service = Service(server)
+        report(db, "t1", [0.5])
+        for port in range(1, 9):  # nothing listens there: UNAVAILABLE, and one channel each
+            with pytest.raises(grpc.RpcError):
+                rules(service, f"127.0.0.1:{port}", ["t1"], name=f"e{port}")
+        assert len(servicer.channels) == earlystopping.DB_CHANNELS
+        assert rules(service, db.address, ["t1"], min_trials_required=1)
+    finally:
+        server.shutdown(grace=1)
+
+
+def test_set_trial_status_in_a_pod_without_credentials_is_unavailable(es, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    service = es()
+    for _ in range(2):  # and again: the failure is not cached as "no cluster"
+        with pytest.raises(grpc.RpcError) as caught:
+            service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="t1"), timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no usable Kubernetes credentials" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:
+        service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="../etc/passwd"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

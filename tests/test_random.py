@@ -83,8 +83,10 @@ def test_restart_continues_without_repeats(serve):
     client = serve("random")
     for round_ in range(10):
         if round_ == 5:  # a new pod: nothing but the request carries state
+            expected = points(client.suggest(exp, trials, count=8))
             serve.servers[0].shutdown(grace=1)
             client = serve("random")
+            assert points(client.suggest(exp, trials, count=8)) == expected, "the new pod gives the same reply"
         reply = points(client.suggest(exp, trials, count=8))
         trials += trials_from(reply, start=len(trials))
     seen = [tuple(sorted((a.name, a.value) for a in t.spec.parameter_assignments.assignments)) for t in trials]

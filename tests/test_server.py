@@ -1,5 +1,7 @@
 """The server bootstrap: health, reflection, error mapping, size limits, logging, SIGTERM drain, CLI."""
 
+import os
+import random
 import shutil
 import signal
 import subprocess
@@ -14,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from katib_services.algorithms import registry
 from katib_services.services.client import ServerProcess, trial_pb
-from katib_services.services.pb import api_pb2
+from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 from . import plugins
 from .conftest import Client, double, experiment, integer
@@ -158,3 +160,31 @@ def test_malformed_request_bytes_are_invalid_argument(serve, payload):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid" in caught.value.details()
     assert health_status(client.channel, "") == SERVING
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "multivariate-tpe", "bayesianoptimization"])
+def test_work_stops_when_the_caller_is_gone(algorithm):
+    """A call that would compute for many seconds stops within about a second of its deadline."""
+    space = [double(f"x{i}", 0, 1) for i in range(6)]
+    exp = experiment(space, algorithm=algorithm)
+    rng = random.Random(0)
+    trials = [
+        trial_pb(f"t{i:04d}", {f"x{j}": repr(rng.random()) for j in range(6)}, "Succeeded", {"accuracy": rng.random()})
+        for i in range(1000)
+    ]
+    with ServerProcess(["katib_services.services.suggestion", "--algorithm", algorithm]) as server:
+        stub = api_pb2_grpc.SuggestionStub(server.channel)
+        request = api_pb2.GetSuggestionsRequest(experiment=exp, trials=trials, current_request_number=1000)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetSuggestions(request, timeout=1.0)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.5)
+        before = cpu_seconds(server.process.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(server.process.pid) - before < 0.2, "the server kept computing after its caller left"
+        assert health_status(server.channel, "") == SERVING

@@ -1,0 +1,286 @@
+"""The fuzz suite's parts: hostile but well-formed messages (hypothesis strategies), raw byte
+mutations, and the checks every answer must pass.
+
+Used by tests/test_fuzz.py (a few hundred cases per RPC in CI, `--hypothesis-profile=deep` for
+10,000) and bench/fuzz.py (which runs that and prints the table quoted in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter, defaultdict
+
+import grpc
+from hypothesis import strategies as st
+
+from katib_services.algorithms import registry
+from katib_services.algorithms.errors import InvalidSpec
+from katib_services.algorithms.limits import Limits
+from katib_services.services import convert
+from katib_services.services.pb import api_pb2
+
+SLOW_SECONDS = 10.0  # no call may take longer
+FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+
+# -- numbers and strings --------------------------------------------------------------------------------
+
+EDGE_NUMBERS = [
+    "0", "1", "-1", "0.1", "0.5", "2", "10", "100", "-0", "+3", "1e-5", "1e30", "1e40", "-1e30",
+    "1e308", "-1e308", "1.7976931348623157e308", "1e309", "1e400", "-1e400", "5e-324", "1e-400",
+    "NaN", "nan", "inf", "-inf", "Infinity", "1e999", "0x10", "1_000", "٣", "١٢", "", " ", "1.",
+    ".5", "1e", "e5", "--1", "0.1000000000000000000000000000001", "12345678901234567890123456789",
+    "9" * 401, "1e2147483648", "2147483648", "9223372036854775808", "1" * 120, "abc", "\x00", "1,5",
+]
+NAMES = ["x", "y", "lr", "layers", "", "a" * 300, "π", "\x00name", "x y", "../../etc", "x" * 64]
+
+
+def number_text() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.sampled_from(EDGE_NUMBERS),
+        st.integers(-(10**40), 10**40).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.decimals(allow_nan=False, allow_infinity=False, places=None).map(str),
+        st.text(max_size=12),
+    )
+
+
+def small_number() -> st.SearchStrategy[str]:
+    """Mostly ordinary numbers, so that most experiments are valid and reach the algorithms."""
+    return st.one_of(st.integers(-50, 50).map(str), st.floats(-10, 10, allow_nan=False).map(repr), st.sampled_from(["0.1", "0.01", "1e-3"]))
+
+
+# -- experiments ------------------------------------------------------------------------------------------
+# Most generated experiments are valid, so that the algorithms run on them; each has a small chance
+# of a hostile field, and a few are hostile throughout.
+
+VALID_RANGES = [
+    ("0", "1"), ("-1", "1"), ("0.001", "0.1"), ("1", "1"), ("0.5", "0.5"), ("-1e308", "1e308"), ("1e-300", "1e300"),
+    ("1", "1.0000000000000004"), ("0", "1e30"), ("1.0000000000000000000000000001", "1.0000000000000000000000000009"),
+    ("-5", "5"), ("1", "100"), ("5e-324", "1e-320"),
+]
+STEPS = ["", "", "", "0.1", "1", "0.25", "1e-28", "1e306", "3", "1e29"]
+
+
+@st.composite
+def valid_parameter(draw, name: str) -> api_pb2.ParameterSpec:
+    p = api_pb2.ParameterSpec(name=name)
+    kind = draw(st.sampled_from(["double", "double", "int", "discrete", "categorical"]))
+    fs = p.feasible_space
+    if kind in ("double", "int"):
+        p.parameter_type = 1 if kind == "double" else 2
+        low, high = draw(st.one_of(st.sampled_from(VALID_RANGES), st.tuples(st.integers(-20, 20), st.integers(0, 50)).map(lambda x: (str(x[0]), str(x[0] + x[1])))))
+        if kind == "int":
+            low, high = str(int(float(low))) if abs(float(low)) < 1e31 else "0", str(int(float(high))) if abs(float(high)) < 1e31 else "10"
+            low, high = (low, high) if int(low) <= int(high) else (high, low)
+        fs.min, fs.max = low, high
+        fs.step = draw(st.sampled_from(STEPS)) if kind == "double" else draw(st.sampled_from(["", "", "1", "2", "7"]))
+        fs.distribution = draw(st.sampled_from([0, 1, 2, 3, 4])) if float(low) > 0 else draw(st.sampled_from([0, 1, 3]))
+    elif kind == "discrete":
+        p.parameter_type = 3
+        fs.list.extend(draw(st.lists(st.sampled_from(["1", "2", "0.5", "-3", "1e10", "1e-10", "100", "7.25"]), min_size=1, max_size=5, unique=True)))
+    else:
+        p.parameter_type = 4
+        fs.list.extend(draw(st.lists(st.sampled_from(["a", "b", "sgd", "adam", "", "π", "x" * 70]), min_size=1, max_size=5, unique=True)))
+    return p
+
+
+@st.composite
+def hostile_parameter(draw, name: str) -> api_pb2.ParameterSpec:
+    p = api_pb2.ParameterSpec(name=name)
+    p.parameter_type = draw(st.sampled_from([1, 1, 2, 2, 3, 4, 4, 0, 99]))
+    fs = p.feasible_space
+    fs.min, fs.max = draw(number_text()), draw(number_text())
+    fs.step = draw(st.one_of(st.just(""), small_number(), number_text()))
+    fs.distribution = draw(st.sampled_from([0, 0, 1, 2, 3, 4, 77]))
+    if p.parameter_type in (3, 4) or draw(st.integers(0, 9)) == 0:
+        values = st.one_of(small_number(), number_text()) if p.parameter_type == 3 else st.text(max_size=8)
+        fs.list.extend(draw(st.lists(values, max_size=8)))
+        if p.parameter_type in (3, 4) and draw(st.booleans()):
+            fs.ClearField("min"), fs.ClearField("max"), fs.ClearField("step")
+    return p
+
+
+def setting_values(setting) -> st.SearchStrategy[str]:
+    """Values a setting accepts, its edges included."""
+    if setting.choices:
+        valid = st.sampled_from(setting.choices)
+    elif setting.kind is int:
+        low = int(setting.low if setting.low is not None else 0)
+        valid = st.one_of(st.integers(low, low + 30), st.sampled_from([int(setting.high), low])).map(str)
+    elif setting.kind is float:
+        low = setting.low if setting.low is not None else 0.0
+        valid = st.floats(low, min(setting.high, low + 10), exclude_min=setting.low_open, exclude_max=setting.high_open).map(repr)
+    else:
+        valid = st.sampled_from(["true", "false"])
+    return valid
+
+
+@st.composite
+def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_stopping: bool | None = None) -> api_pb2.Experiment:
+    """An experiment; each field is hostile with probability `hostile` (decided by a drawn Random,
+    since hypothesis favours the edges of the ranges it draws from)."""
+    rng = draw(st.randoms(use_true_random=True))
+
+    def rarely(scale: float = 1.0) -> bool:
+        return rng.random() < hostile * scale
+
+    e = api_pb2.Experiment(name=draw(st.text(max_size=30)) if rarely() else rng.choice(["exp", "exp-2"]))
+    spec = e.spec
+    count = rng.choice([0, 8, 10_000]) if rarely(0.5) else rng.randint(1, 4)
+    if count == 10_000:
+        spec.parameter_specs.parameters.extend(api_pb2.ParameterSpec(name=f"p{i}", parameter_type=1) for i in range(count))
+    else:
+        names = draw(st.lists(st.sampled_from(NAMES), min_size=count, max_size=count)) if rarely() else [f"p{i}" for i in range(count)]
+        for name in names:
+            p = draw(hostile_parameter(name) if rarely(0.5) else valid_parameter(name))
+            if algorithm == "grid" and p.parameter_type == 1 and not p.feasible_space.step and rng.random() < 0.9:
+                p.feasible_space.step = rng.choice(["0.25", "1", "1e306"])
+            spec.parameter_specs.parameters.append(p)
+    spec.objective.type = rng.choice([0, 9]) if rarely(0.5) else rng.choice([1, 2])
+    spec.objective.objective_metric_name = rng.choice(["", "accuracy"]) if rarely(0.5) else "loss"
+    spec.objective.goal = draw(st.floats(allow_nan=True, allow_infinity=True)) if rarely() else 0.0
+    if algorithm is None:
+        algorithm = rng.choice(["", "nope", "x" * 100_000]) if rarely(0.5) else rng.choice(registry.names())
+    spec.algorithm.algorithm_name = algorithm
+    schema = registry.get(algorithm).schema.settings if registry.get(algorithm) else {}
+    for setting in rng.sample(sorted(schema), rng.randint(0, min(3, len(schema)))):
+        value = draw(number_text()) if rarely() else draw(setting_values(schema[setting]))
+        spec.algorithm.algorithm_settings.add(name=setting, value=value)
+    if rarely(0.5):
+        spec.algorithm.algorithm_settings.add(name=draw(st.sampled_from(["unknown", "", "x" * 300, *schema])), value=draw(number_text()))
+    spec.max_trial_count = draw(st.integers(-(2**31), 2**31 - 1)) if rarely() else rng.choice([0, rng.randint(1, 30)])
+    spec.parallel_trial_count = draw(st.integers(-(2**31), 2**31 - 1)) if rarely() else rng.randint(0, 8)
+    if early_stopping or (early_stopping is None and rng.random() < 0.5):
+        from katib_services.earlystopping.rules import RULES
+
+        early = spec.early_stopping
+        early.algorithm_name = rng.choice(["", "nope"]) if rarely() else rng.choice(sorted(RULES))
+        rule = RULES.get(early.algorithm_name)
+        for setting in rng.sample(sorted(rule.schema.settings), rng.randint(0, len(rule.schema.settings))) if rule else []:
+            value = draw(number_text()) if rarely() else draw(setting_values(rule.schema.settings[setting]))
+            early.algorithm_settings.add(name=setting, value=value)
+    return e
+
+
+LABELS = ["cmaes-run", "cmaes-generation", "cmaes-member", "cmaes-late", "sobol-index", "other"]
+
+
+@st.composite
+def trials(draw, e: api_pb2.Experiment, max_size: int = 60) -> list[api_pb2.Trial]:
+    """Trials of the experiment: mostly points of its space (bounds, list values, small numbers),
+    some foreign values, crafted labels, every condition, numeric and hostile metric values."""
+    rng = draw(st.randoms(use_true_random=True))
+    out = []
+    parameters = list(e.spec.parameter_specs.parameters)[:20]
+    metric = e.spec.objective.objective_metric_name or "loss"
+    for i in range(rng.randint(0, max_size // 3) if rng.random() < 0.7 else rng.randint(0, max_size)):
+        t = api_pb2.Trial(name=rng.choice(NAMES) if rng.random() < 0.05 else f"t{i:03d}")
+        for p in parameters:
+            fs = p.feasible_space
+            if rng.random() < 0.05:
+                value = draw(number_text())
+            else:
+                value = rng.choice([fs.min, fs.max, *fs.list, str(rng.randint(-3, 3)), repr(rng.random())])
+            t.spec.parameter_assignments.assignments.add(name=p.name, value=value)
+        if rng.random() < 0.15:
+            for key in rng.sample(LABELS, rng.randint(1, 4)):
+                t.spec.labels[key] = draw(number_text()) if rng.random() < 0.5 else str(rng.choice([0, 1, 2, 7, 64, 2**30 - 1, 2**31]))
+        t.status.condition = rng.choice([2, 2, 2, 2, 0, 1, 3, 4, 5, 6, 7, 42])
+        if rng.random() < 0.85:
+            value = draw(number_text()) if rng.random() < 0.1 else repr(rng.uniform(-5, 5))
+            t.status.observation.metrics.add(name=metric, value=value)
+        out.append(t)
+    return out
+
+
+@st.composite
+def suggestion_request(draw, algorithm: str | None = None) -> api_pb2.GetSuggestionsRequest:
+    e = draw(experiment(algorithm))
+    rng = draw(st.randoms(use_true_random=True))
+    count = rng.choice([-1, 0, 12, 100, 1000, 1001, 2**31 - 1]) if rng.random() < 0.1 else rng.randint(1, 6)
+    return api_pb2.GetSuggestionsRequest(
+        experiment=e, trials=draw(trials(e)), current_request_number=count, total_request_number=draw(st.integers(-(2**31), 2**31 - 1))
+    )
+
+
+def mutations(message_bytes: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    """Raw byte mutations of serialized messages: flips, truncations, insertions, duplicated tails."""
+
+    @st.composite
+    def mutate(draw):
+        data = bytearray(draw(message_bytes))
+        for _ in range(draw(st.integers(1, 4))):
+            kind = draw(st.sampled_from(["flip", "truncate", "insert", "duplicate"]))
+            position = draw(st.integers(0, max(len(data), 1)))
+            if kind == "flip" and data:
+                data[min(position, len(data) - 1)] = draw(st.integers(0, 255))
+            elif kind == "truncate":
+                del data[position:]
+            elif kind == "insert":
+                data[position:position] = draw(st.binary(min_size=1, max_size=8))
+            else:
+                data += data[position:]
+        return bytes(data)
+
+    return mutate()
+
+
+# -- checks and statistics ----------------------------------------------------------------------------
+
+
+class Recorder:
+    """Per-RPC counts of status codes and the slowest call; written as JSON at the end if asked."""
+
+    def __init__(self):
+        self.codes: dict[str, Counter] = defaultdict(Counter)
+        self.slowest: dict[str, float] = defaultdict(float)
+        self.lock = threading.Lock()
+
+    def call(self, rpc: str, function, *args, **kwargs):
+        """Calls, checks no UNKNOWN or INTERNAL and no call over SLOW_SECONDS; returns (reply, code, details)."""
+        start = time.perf_counter()
+        try:
+            reply, code, details = function(*args, **kwargs), grpc.StatusCode.OK, ""
+        except grpc.RpcError as error:
+            reply, code, details = None, error.code(), error.details()
+        elapsed = time.perf_counter() - start
+        with self.lock:
+            self.codes[rpc][code.name] += 1
+            self.slowest[rpc] = max(self.slowest[rpc], elapsed)
+        assert code not in FORBIDDEN, f"{rpc} answered {code.name}: {details}"
+        assert elapsed < SLOW_SECONDS, f"{rpc} took {elapsed:.1f} s"
+        return reply, code, details
+
+    def save(self, path: str, extra: dict) -> None:
+        data = {"codes": {rpc: dict(c) for rpc, c in self.codes.items()}, "slowest": dict(self.slowest), **extra}
+        with open(path, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+
+
+RECORDER = Recorder()
+REPORT = os.environ.get("KATIB_FUZZ_REPORT")  # bench/fuzz.py reads the statistics from this file
+
+
+def check_suggestions(request: api_pb2.GetSuggestionsRequest, reply: api_pb2.GetSuggestionsReply, limits: Limits) -> None:
+    """An OK reply has exactly current_request_number assignments, each a point of the space, all
+    different (checked with the core's own parser, and for the names independently)."""
+    count = request.current_request_number
+    assert len(reply.parameter_assignments) == count, (len(reply.parameter_assignments), count)
+    try:
+        space = convert.experiment(request.experiment, limits=limits).space
+    except InvalidSpec as error:
+        raise AssertionError(f"an invalid experiment got suggestions: {error}") from None
+    names = {p.name for p in request.experiment.spec.parameter_specs.parameters}
+    seen = set()
+    for item in reply.parameter_assignments:
+        assignment = {a.name: a.value for a in item.assignments}
+        assert set(assignment) == names and len(item.assignments) == len(names)
+        point = space.key_of(assignment)
+        assert point is not None, f"not a point of the space: {assignment}"
+        assert point not in seen, f"repeated in the batch: {assignment}"
+        seen.add(point)
+        for key, value in item.labels.items():
+            assert len(key) <= 63 and len(value) <= 63, item.labels
