@@ -386,16 +386,17 @@ def _parse_list(spec: RawParameter, ptype: ParamType, fs: str, problems: Problem
     )
 
 
-def _bound(text: str, attr: str, kind: str, ptype: ParamType, fs: str, problems: Problems) -> Decimal | None:
+def _number(text: str, where: str, problems: Problems, *, integer: bool, positive: bool = False) -> Decimal | None:
+    """A bound or step as the exact-decimal core keeps it (normalized), or None with the problem recorded."""
     value = parse_decimal(text)
-    if not text:
-        problems.add(f"{fs}.{attr}", f"is missing; a {kind} parameter needs min and max")
-    elif value is None:
-        problems.add(f"{fs}.{attr}", f"{quote(text)} is not a number")
+    if value is None:
+        problems.add(where, f"{quote(text)} is not a number")
+    elif positive and value <= 0:
+        problems.add(where, f"{quote(text)} must be greater than 0")
     elif not _is_double(value):
-        problems.add(f"{fs}.{attr}", f"{quote(text)} is beyond the range of a double (about 1e-323 to 1.8e308 in magnitude)")
-    elif ptype is ParamType.INT and value != value.to_integral_value(context=_WIDE):
-        problems.add(f"{fs}.{attr}", f"{quote(text)} is not an integer")
+        problems.add(where, f"{quote(text)} is beyond the range of a double (about 1e-323 to 1.8e308 in magnitude)")
+    elif integer and value != value.to_integral_value(context=_WIDE):
+        problems.add(where, f"{quote(text)} is not an integer" + ("; int parameters need an integer step" if positive else ""))
     else:
         return value.normalize(_WIDE)
     return None
@@ -414,21 +415,14 @@ def _parse_range(
     count = len(problems.messages)
     if list(spec.list):
         problems.add(f"{fs}.list", f"is not used by {kind} parameters; set feasibleSpace.min and max instead")
-    dmin = _bound(spec.min, "min", kind, ptype, fs, problems)
-    dmax = _bound(spec.max, "max", kind, ptype, fs, problems)
-    step = None
-    if spec.step:
-        step = parse_decimal(spec.step)
-        if step is None:
-            problems.add(f"{fs}.step", f"{quote(spec.step)} is not a number")
-        elif step <= 0:
-            problems.add(f"{fs}.step", f"{quote(spec.step)} must be greater than 0")
-        elif not _is_double(step):
-            problems.add(f"{fs}.step", f"{quote(spec.step)} is beyond the range of a double")
-        elif ptype is ParamType.INT and step != step.to_integral_value(context=_WIDE):
-            problems.add(f"{fs}.step", f"{quote(spec.step)} is not an integer; int parameters need an integer step")
-        else:
-            step = step.normalize(_WIDE)
+    bounds = []
+    for attr in ("min", "max"):
+        text = getattr(spec, attr)
+        if not text:
+            problems.add(f"{fs}.{attr}", f"is missing; a {kind} parameter needs min and max")
+        bounds.append(_number(text, f"{fs}.{attr}", problems, integer=ptype is ParamType.INT) if text else None)
+    dmin, dmax = bounds
+    step = _number(spec.step, f"{fs}.step", problems, integer=ptype is ParamType.INT, positive=True) if spec.step else None
     if dmin is not None and dmax is not None:
         if dmin > dmax:
             problems.add(f"{fs}.min", f"({shorten(spec.min)}) must not be greater than feasibleSpace.max ({shorten(spec.max)})")

@@ -213,34 +213,17 @@ class Server:
 
 def add_server_arguments(parser: argparse.ArgumentParser, default_address: str) -> None:
     parser.add_argument("--address", default=default_address, help=f"HOST:PORT to listen on (default {default_address})")
-    parser.add_argument(
-        "--max-message-mb",
-        type=int,
-        default=DEFAULT_MAX_MESSAGE_MB,
-        help=f"largest request or reply in MiB (default {DEFAULT_MAX_MESSAGE_MB})",
-    )
-    parser.add_argument(
-        "--grace",
-        type=float,
-        default=DEFAULT_GRACE_SECONDS,
-        help=f"seconds to finish calls in flight after SIGTERM (default {DEFAULT_GRACE_SECONDS:g})",
-    )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    for flag, kind, default, meaning in (
+        ("--max-message-mb", int, DEFAULT_MAX_MESSAGE_MB, "largest request or reply in MiB"),
+        ("--grace", float, DEFAULT_GRACE_SECONDS, "seconds to finish calls in flight after SIGTERM"),
+        ("--log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default:g})" if kind is float else f"{meaning} (default {default})")
 
 
 def add_state_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-entries",
-        type=int,
-        default=DEFAULT_ENTRIES,
-        help=f"warm per-experiment state entries kept (default {DEFAULT_ENTRIES}; 0 keeps none)",
-    )
-    parser.add_argument(
-        "--state-mb",
-        type=int,
-        default=DEFAULT_MEGABYTES,
-        help=f"MiB of warm per-experiment state kept (default {DEFAULT_MEGABYTES})",
-    )
+    parser.add_argument("--state-entries", type=int, default=DEFAULT_ENTRIES, help=f"warm per-experiment state entries kept (default {DEFAULT_ENTRIES}; 0 keeps none)")
+    parser.add_argument("--state-mb", type=int, default=DEFAULT_MEGABYTES, help=f"MiB of warm per-experiment state kept (default {DEFAULT_MEGABYTES})")
 
 
 def state_store(args: argparse.Namespace) -> StateStore:
