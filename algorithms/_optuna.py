@@ -79,7 +79,7 @@ def frozen_trials(encoder: Encoder, trials: list[Trial]) -> list[FrozenTrial]:
                 values=None,
                 datetime_start=None,
                 datetime_complete=None,
-                params=dict(zip(names, encoder.encode(trial.point))),
+                params=dict(zip(names, trial.unit)),
                 distributions=dists,
                 user_attrs={},
                 system_attrs={},
@@ -98,12 +98,11 @@ def study_of(trials: list[FrozenTrial], dists: dict) -> optuna.Study:
     info = storage._studies[study_id]
     info.trials.extend(trials)
     info.param_distribution.update(dists)
-    for trial in trials:
-        storage._trial_id_to_study_id_and_number[trial._trial_id] = (study_id, trial.number)
+    storage._trial_id_to_study_id_and_number.update((t._trial_id, (study_id, t.number)) for t in trials)
     storage._max_trial_id = len(trials) - 1
-    for trial in trials:
-        if trial.state is TrialState.COMPLETE:
-            storage._update_cache(trial._trial_id, study_id)
+    complete = [t for t in trials if t.state is TrialState.COMPLETE]
+    if complete:  # what InMemoryStorage._update_cache would find: the first trial with the least value
+        info.best_trial_id = min(complete, key=lambda t: t.value)._trial_id
     return study
 
 

@@ -148,8 +148,7 @@ class BayesianOptimization(Algorithm):
             points = _initial_design(request, rng, taken)
         else:
             X, y = _training_set(space, observed, rng)
-            encoder = Encoder(space)
-            pending = [encoder.encode(t.point) for t in request.history.pending()[:MAX_PENDING]]
+            pending = [t.unit for t in request.history.pending()[:MAX_PENDING]]
             points = _Search(space, settings, rng, request.check).propose(X, y, pending, count, taken)
         return Reply([Proposal(space.format(p)) for p in points])
 
@@ -194,8 +193,7 @@ def _training_set(space: SearchSpace, observed: list, rng: random.Random) -> tup
         best, rest = ranked[: limit // 2], ranked[limit // 2 :]
         chosen = sorted(best + rng.sample(rest, limit - len(best)))
         observed = [observed[i] for i in chosen]
-    encoder = Encoder(space)
-    X = np.array([encoder.encode(t.point) for t in observed], dtype=float)
+    X = np.array([t.unit for t in observed], dtype=float)
     y = np.array([t.value for t in observed], dtype=float)
     return X, y
 

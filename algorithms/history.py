@@ -52,6 +52,7 @@ class Trial:
     point: tuple | None = None
     rank: int | None = None  # the point's number in a finite space (SearchSpace.rank)
     value: float | None = None
+    unit: tuple[float, ...] | None = None  # the point in the models' encoding (SearchSpace.encode)
     order: tuple = ()  # the canonical sort key (History)
 
 
@@ -105,6 +106,7 @@ def parse_trial(
         point=point,
         rank=None if point is None or space.size is None else space.rank(point),
         value=oriented,
+        unit=None if point is None else space.encode(point),
         order=(
             name,
             int(state),

@@ -23,11 +23,10 @@ class Encoder:
         self.categorical = [i for i, p in enumerate(space.parameters) if p.type is ParamType.CATEGORICAL]
         self.numeric = [i for i, p in enumerate(space.parameters) if p.type is not ParamType.CATEGORICAL]
 
-    def encode(self, point: Sequence) -> list[float]:
-        """Quantiles for numeric parameters, list indices for categorical ones, in space order."""
-        return [
-            float(k) if p.type is ParamType.CATEGORICAL else p.to_unit(k) for p, k in zip(self.space.parameters, point)
-        ]
+    def encode(self, point: Sequence) -> tuple[float, ...]:
+        """Quantiles for numeric parameters, list indices for categorical ones, in space order
+        (a trial's encoding is kept as `Trial.unit`)."""
+        return self.space.encode(point)
 
     def decode(self, vector: Sequence[float]) -> tuple:
         return tuple(

@@ -267,6 +267,10 @@ class SearchSpace:
     def from_unit(self, unit: Iterable[float]) -> tuple:
         return tuple(p.from_unit(u) for p, u in zip(self.parameters, unit))
 
+    def encode(self, point: Sequence[Key]) -> tuple[float, ...]:
+        """The model encoding of a point: quantiles of numeric parameters, indices of categorical ones."""
+        return tuple(float(k) if p.type is ParamType.CATEGORICAL else p.to_unit(k) for p, k in zip(self.parameters, point))
+
     # Mixed-radix numbering of the distinct points, the last parameter varying fastest. On a finite
     # space the number of a point is its grid rank.
 
