@@ -28,8 +28,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .base import Proposal, Reply, Request
 from .history import OBSERVED, PENDING, Trial
-from .model import Encoder, draw_new
-from .space import ParamType
+from .model import Encoder, Taken, draw_new
+from .space import ParamType, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -106,30 +106,41 @@ def study_of(trials: list[FrozenTrial], dists: dict) -> optuna.Study:
     return study
 
 
+class Asker:
+    """Asks a sampler for new points of `space`, given the trials of that space (each with its
+    `point` and `unit` in it); asked points stay RUNNING in the study, so a constant-liar sampler
+    keeps later asks away from them."""
+
+    def __init__(self, space: SearchSpace, trials: list[Trial], make_sampler: Callable[[int], optuna.samplers.BaseSampler]):
+        self.space = space
+        self.encoder = Encoder(space)
+        self.dists = distributions(self.encoder)
+        frozen = frozen_trials(self.encoder, trials)
+        self.study = study_of(frozen, self.dists)
+        self.study.sampler = make_sampler(len(frozen))
+
+    def ask(self, taken: Taken, rng: random.Random, check: Callable[[], None]) -> tuple:
+        """A point not in `taken` (a random unused one after `_RETRIES` asks that were all taken);
+        the caller adds it to `taken`."""
+        for _ in range(_RETRIES):
+            check()
+            trial = self.study.ask(self.dists)
+            candidate = self.encoder.decode([trial.params[name] for name in self.space.names])
+            if candidate not in taken:
+                return candidate
+        return draw_new(self.space, rng, taken)
+
+
 def suggest_with(request: Request, make_sampler: Callable[[int], optuna.samplers.BaseSampler]) -> Reply:
     """`request.count` distinct proposals asked from the sampler `make_sampler(trial count)` over
     the request's trials."""
     space = request.experiment.space
-    encoder = Encoder(space)
-    dists = distributions(encoder)
-    trials = frozen_trials(encoder, request.history.trials)
-    study = study_of(trials, dists)
-    study.sampler = make_sampler(len(trials))
+    asker = Asker(space, request.history.trials, make_sampler)
     rng = random.Random(request.seed)
     taken = request.history.taken()
     proposals = []
     for _ in range(request.count):
-        point = None
-        for _ in range(_RETRIES):
-            request.check()
-            trial = study.ask(dists)
-            candidate = encoder.decode([trial.params[name] for name in space.names])
-            # Asked trials stay RUNNING: the constant liar keeps later asks away from them.
-            if candidate not in taken:
-                point = candidate
-                break
-        if point is None:
-            point = draw_new(space, rng, taken)
+        point = asker.ask(taken, rng, request.check)
         taken.add(point)
         proposals.append(Proposal(space.format(point)))
     return Reply(proposals)
