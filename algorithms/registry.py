@@ -10,9 +10,11 @@ import importlib
 from .base import Algorithm
 
 _LOCATIONS = {
+    "asha": "katib_services.algorithms.asha:Asha",
     "bayesianoptimization": "katib_services.algorithms.bayesianoptimization:BayesianOptimization",
     "cmaes": "katib_services.algorithms.cma_es:CmaEs",
     "grid": "katib_services.algorithms.grid:GridSearch",
+    "hyperband": "katib_services.algorithms.hyperband:Hyperband",
     "multivariate-tpe": "katib_services.algorithms.multivariate_tpe:MultivariateTpe",
     "random": "katib_services.algorithms.random_search:RandomSearch",
     "sobol": "katib_services.algorithms.sobol:Sobol",

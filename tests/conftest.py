@@ -101,6 +101,19 @@ def discrete(name, *values):
     return {"name": name, "parameterType": "discrete", "feasibleSpace": {"list": [str(v) for v in values]}}
 
 
+# hyperband and asha set a resource parameter themselves (its feasibleSpace is not sampled): the
+# shared suites give them one, RESOURCE, from 1 to 1 as in Katib's hyperband example.
+RESOURCE = "budget"
+MULTI_FIDELITY = {"hyperband": {"resource_name": RESOURCE, "r_l": 9}, "asha": {"resource_name": RESOURCE, "max_resource": 9}}
+
+
+def with_resource(algorithm, parameters, settings=None):
+    """The parameters and settings an algorithm runs with: hyperband and asha get the resource."""
+    if algorithm not in MULTI_FIDELITY:
+        return parameters, settings or {}
+    return [*parameters, integer(RESOURCE, 1, 1)], {**MULTI_FIDELITY[algorithm], **(settings or {})}
+
+
 # A space with every type, as a training job declares it.
 MIXED = [
     double("lr", "0.0001", "0.1", distribution="logUniform"),

@@ -17,7 +17,7 @@ import grpc
 from hypothesis import strategies as st
 
 from katib_services.algorithms import registry
-from katib_services.algorithms.errors import InvalidSpec
+from katib_services.algorithms.errors import InvalidSpec, Problems
 from katib_services.algorithms.limits import Limits
 from katib_services.services import convert
 from katib_services.services.pb import api_pb2
@@ -139,6 +139,8 @@ def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_
             if algorithm == "grid" and p.parameter_type == 1 and not p.feasible_space.step and rng.random() < 0.9:
                 p.feasible_space.step = rng.choice(["0.25", "1", "1e306"])
             spec.parameter_specs.parameters.append(p)
+    if algorithm in RESOURCE_TOPS and not rarely():
+        _add_resource(spec, rng)
     spec.objective.type = rng.choice([0, 9]) if rarely(0.5) else rng.choice([1, 2])
     spec.objective.objective_metric_name = rng.choice(["", "accuracy"]) if rarely(0.5) else "loss"
     spec.objective.goal = draw(st.floats(allow_nan=True, allow_infinity=True)) if rarely() else 0.0
@@ -149,6 +151,9 @@ def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_
     for setting in rng.sample(sorted(schema), rng.randint(0, min(3, len(schema)))):
         value = draw(number_text()) if rarely() else draw(setting_values(schema[setting]))
         spec.algorithm.algorithm_settings.add(name=setting, value=value)
+    if algorithm in RESOURCE_TOPS and not rarely():
+        for name, value in _resource_settings(spec, algorithm, rng):
+            spec.algorithm.algorithm_settings.add(name=name, value=value)  # later settings win
     if rarely(0.5):
         spec.algorithm.algorithm_settings.add(name=draw(st.sampled_from(["unknown", "", "x" * 300, *schema])), value=draw(number_text()))
     spec.max_trial_count = draw(st.integers(-(2**31), 2**31 - 1)) if rarely() else rng.choice([0, rng.randint(1, 30)])
@@ -165,7 +170,35 @@ def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_
     return e
 
 
-LABELS = ["cmaes-run", "cmaes-generation", "cmaes-member", "cmaes-late", "sobol-index", "other"]
+# hyperband and asha need a resource parameter (any int or double: its feasibleSpace is not
+# sampled) and their top resource; most of their experiments get both, the rest stay as drawn.
+RESOURCE_TOPS = {"hyperband": "r_l", "asha": "max_resource"}
+
+
+def _add_resource(spec: api_pb2.ExperimentSpec, rng) -> None:
+    p = api_pb2.ParameterSpec(name="resource", parameter_type=rng.choice([1, 2]))
+    p.feasible_space.min, p.feasible_space.max = rng.choice([("1", "1"), ("1", "100"), ("0.5", "2")])
+    if p.parameter_type == 2 and "." in p.feasible_space.min:
+        p.feasible_space.min = "1"
+    spec.parameter_specs.parameters.append(p)
+
+
+def _resource_settings(spec: api_pb2.ExperimentSpec, algorithm: str, rng) -> list[tuple[str, str]]:
+    numeric = [p.name for p in spec.parameter_specs.parameters if p.parameter_type in (1, 2)]
+    settings = [("resource_name", rng.choice(numeric) if numeric else "resource")]
+    top = rng.choice(["1", "2", "9", "27", "100", "0.5", "1e6", "3.3"])
+    settings.append((RESOURCE_TOPS[algorithm], top))
+    if algorithm == "asha" and rng.random() < 0.5:
+        settings.append(("min_resource", rng.choice(["1", "0.1", "3", top])))
+    if rng.random() < 0.3:
+        settings.append(("eta", rng.choice(["2", "3", "1.5", "4.7", "1000"])))
+    return settings
+
+
+LABELS = [
+    "cmaes-run", "cmaes-generation", "cmaes-member", "cmaes-late", "sobol-index", "other",
+    "hyperband-round", "hyperband-bracket", "hyperband-rung", "hyperband-config", "asha-bracket", "asha-rung", "asha-config",
+]
 
 
 @st.composite
@@ -176,15 +209,23 @@ def trials(draw, e: api_pb2.Experiment, max_size: int = 60) -> list[api_pb2.Tria
     out = []
     parameters = list(e.spec.parameter_specs.parameters)[:20]
     metric = e.spec.objective.objective_metric_name or "loss"
+    schedule = _Schedule(e.spec.algorithm.algorithm_name, rng) if e.spec.algorithm.algorithm_name in RESOURCE_TOPS else None
+    resource = {s.name: s.value for s in e.spec.algorithm.algorithm_settings}.get("resource_name")
+    configurations: dict[str, dict] = {}  # a configuration's first assignment, which its promotions repeat
     for i in range(rng.randint(0, max_size // 3) if rng.random() < 0.7 else rng.randint(0, max_size)):
         t = api_pb2.Trial(name=rng.choice(NAMES) if rng.random() < 0.05 else f"t{i:03d}")
+        labels, config, level = schedule.labels(i) if schedule and rng.random() < 0.8 else ({}, str(-i - 1), "")
+        earlier = configurations.setdefault(config, {})
         for p in parameters:
             fs = p.feasible_space
             if rng.random() < 0.05:
                 value = draw(number_text())
+            elif p.name == resource and level:
+                value = level
             else:
-                value = rng.choice([fs.min, fs.max, *fs.list, str(rng.randint(-3, 3)), repr(rng.random())])
+                value = earlier.setdefault(p.name, rng.choice([fs.min, fs.max, *fs.list, str(rng.randint(-3, 3)), repr(rng.random())]))
             t.spec.parameter_assignments.assignments.add(name=p.name, value=value)
+        t.spec.labels.update(labels)
         if rng.random() < 0.15:
             for key in rng.sample(LABELS, rng.randint(1, 4)):
                 t.spec.labels[key] = draw(number_text()) if rng.random() < 0.5 else str(rng.choice([0, 1, 2, 7, 64, 2**30 - 1, 2**31]))
@@ -194,6 +235,32 @@ def trials(draw, e: api_pb2.Experiment, max_size: int = 60) -> list[api_pb2.Tria
             t.status.observation.metrics.add(name=metric, value=value)
         out.append(t)
     return out
+
+
+class _Schedule:
+    """Labels and resources that mostly fit a small schedule (the first `size` trials fill a base
+    rung, later ones claim promotions of them), so that rungs complete and promotions happen."""
+
+    LADDERS = [("1", "3", "9"), ("3", "9"), ("1", "3", "9", "27"), ("9", "27"), ("1", "2"), ("1.0", "3.0", "9.0"), ("2",)]
+
+    def __init__(self, algorithm: str, rng):
+        self.algorithm, self.rng = algorithm, rng
+        self.ladder = rng.choice(self.LADDERS)
+        self.size = rng.choice([1, 2, 3, 5, 9, 27])
+        self.bracket = rng.choice([0, 1, 2, 3] if algorithm == "hyperband" else [0, 0, 1])
+
+    def labels(self, i: int) -> tuple[dict[str, str], str, str]:
+        """(labels, configuration, resource) of trial i."""
+        rng = self.rng
+        rung = 0 if i < self.size else rng.choice([1, 1, 2])
+        config = str(i if i < self.size else rng.randrange(self.size))
+        resource = self.ladder[min(rung, len(self.ladder) - 1)] if rng.random() < 0.9 else rng.choice(["1", "0.5", "100"])
+        if self.algorithm == "hyperband":
+            keys = ("hyperband-round", "hyperband-bracket", "hyperband-rung", "hyperband-config")
+            values = (0 if rng.random() < 0.9 else 1, self.bracket, rung, config)
+        else:
+            keys, values = ("asha-bracket", "asha-rung", "asha-config"), (self.bracket, self.bracket + rung, config)
+        return {k: str(v) for k, v in zip(keys, values)}, config, resource
 
 
 @st.composite
@@ -270,7 +337,7 @@ def check_suggestions(request: api_pb2.GetSuggestionsRequest, reply: api_pb2.Get
     count = request.current_request_number
     assert len(reply.parameter_assignments) == count, (len(reply.parameter_assignments), count)
     try:
-        space = convert.experiment(request.experiment, limits=limits).space
+        space = algorithm_space(request.experiment, limits)
     except InvalidSpec as error:
         raise AssertionError(f"an invalid experiment got suggestions: {error}") from None
     names = {p.name for p in request.experiment.spec.parameter_specs.parameters}
@@ -284,3 +351,15 @@ def check_suggestions(request: api_pb2.GetSuggestionsRequest, reply: api_pb2.Get
         seen.add(point)
         for key, value in item.labels.items():
             assert len(key) <= 63 and len(value) <= 63, item.labels
+
+
+def algorithm_space(e: api_pb2.Experiment, limits: Limits):
+    """The space the service verifies replies against: the experiment's, or the algorithm's own
+    (hyperband's and asha's resource takes the values of their schedule)."""
+    problems = Problems()
+    parsed = convert.experiment(e, problems, limits)
+    problems.raise_if_any()
+    algorithm = registry.get(e.spec.algorithm.algorithm_name or "random")  # the fuzz server's --algorithm
+    settings = algorithm.schema.parse(algorithm.name, parsed.settings, problems)
+    problems.raise_if_any()
+    return algorithm.space(parsed, settings)

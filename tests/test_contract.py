@@ -3,6 +3,11 @@
 Exact counts, distinct proposals, pending trials never re-proposed, a repeated request answered
 the same, a restarted server continuing, trials in every condition (and foreign or broken ones)
 tolerated, every type, distribution and step honoured, and a real optimization bar.
+
+hyperband and asha keep it with a resource parameter added to every space (conftest.RESOURCE,
+which they set themselves): "never re-proposed" then applies to configurations, the parameters
+besides the resource, since a promotion is a new trial with the same configuration and a larger
+resource. Their optimization bar is at equal resource, not equal trials (tests/test_multifidelity.py).
 """
 
 import importlib.util
@@ -18,10 +23,10 @@ import pytest
 from katib_services.algorithms import registry
 from katib_services.services.client import trial_pb
 
-from .conftest import categorical, discrete, double, experiment, integer, points
+from .conftest import MULTI_FIDELITY, RESOURCE, categorical, discrete, double, experiment, integer, points, with_resource
 
 ALGORITHMS = [name for name in registry.names() if name != "grid"]
-MODEL_BASED = [name for name in ALGORITHMS if name != "random"]
+MODEL_BASED = [name for name in ALGORITHMS if name != "random" and name not in MULTI_FIDELITY]
 CONDITIONS = ["Created", "Running", "Succeeded", "Killed", "Failed", "MetricsUnavailable", "EarlyStopped"]
 # Few random start-up trials, so that the models are used within the short runs of these tests.
 QUICK = {"tpe": {"n_startup_trials": 3}, "multivariate-tpe": {"n_startup_trials": 3}, "bayesianoptimization": {"n_initial_points": 3}}
@@ -49,8 +54,13 @@ def load_objectives():
 
 
 def exp_for(algorithm, parameters, name="exp", settings=None, **extra):
-    merged = {**QUICK.get(algorithm, {}), **(settings or {})}
+    parameters, merged = with_resource(algorithm, parameters, {**QUICK.get(algorithm, {}), **(settings or {})})
     return experiment(parameters, name=name, algorithm=algorithm, settings=merged, objective="minimize", metric="loss", **extra)
+
+
+def configuration(point):
+    """A point without the resource of hyperband and asha."""
+    return tuple(pair for pair in point if pair[0] != RESOURCE)
 
 
 def as_trials(pts, start=0, condition="Succeeded", values=None, labels=None):
@@ -95,8 +105,9 @@ def test_pending_and_all_conditions_are_never_reproposed(serve, algorithm):
     space = [integer("a", 1, 4), integer("b", 1, 3)]  # 12 points
     exp = exp_for(algorithm, space)
     grid = [(("a", str(a)), ("b", str(b))) for a in range(1, 5) for b in range(1, 4)]
-    trials = as_trials(grid[:8], condition=None, values=[float(i) for i in range(8)])
-    reply = points(client.suggest(exp, trials, count=4))
+    resource = ((RESOURCE, "1"),) if algorithm in MULTI_FIDELITY else ()  # trials at the lowest rung's resource
+    trials = as_trials([point + resource for point in grid[:8]], condition=None, values=[float(i) for i in range(8)])
+    reply = [configuration(point) for point in points(client.suggest(exp, trials, count=4))]
     assert sorted(reply) == sorted(grid[8:]), "exactly the four unused points"
 
 

@@ -15,7 +15,7 @@ from katib_services.algorithms.limits import Limits
 from katib_services.services.client import trial_pb
 from katib_services.services.pb import api_pb2
 
-from .conftest import categorical, double, experiment, integer, points
+from .conftest import categorical, double, experiment, integer, points, with_resource
 
 ALGORITHMS = registry.names()
 FEW_STARTUP = {"tpe": {"n_startup_trials": 2}, "multivariate-tpe": {"n_startup_trials": 2}, "bayesianoptimization": {"n_initial_points": 2}}
@@ -23,7 +23,8 @@ FEW_STARTUP = {"tpe": {"n_startup_trials": 2}, "multivariate-tpe": {"n_startup_t
 
 def exp_for(algorithm, parameters, settings=None, **extra):
     extra.setdefault("maxTrialCount", 10 if algorithm == "grid" else 50)
-    return experiment(parameters, algorithm=algorithm, settings={**FEW_STARTUP.get(algorithm, {}), **(settings or {})}, **extra)
+    parameters, settings = with_resource(algorithm, parameters, {**FEW_STARTUP.get(algorithm, {}), **(settings or {})})
+    return experiment(parameters, algorithm=algorithm, settings=settings, **extra)
 
 
 def status_of(call):

@@ -1,0 +1,168 @@
+"""asha: asynchronous successive halving (Li et al., MLSys 2020), kept in trial labels.
+
+Rungs. The resources are the levels of the ladder in `algorithms.multifidelity`:
+`max_resource / eta^(K - k)` for k = 0..K, where K is the largest with `max_resource / eta^K >=
+min_resource`; so the top rung is `max_resource` and the lowest is at least `min_resource` (the
+paper's `min_resource * eta^k` when `max_resource / min_resource` is a power of eta). Bracket b
+(`brackets` of them, Li et al.'s minimum early-stopping rate) starts its configurations at rung b.
+
+Slots. For each free slot: the best configuration of some rung k < K that is among the best
+`floor(n_k / eta)` of the n_k finished trials of its rung and not yet promoted is promoted to rung
+k + 1 (a new trial, same parameters, eta times the resource), trying the highest rung first and
+the lowest bracket first; when there is none, a new configuration starts at the base rung of the
+bracket that has used the least resource so far (running trials included; the lowest on ties).
+It never waits, so every call returns exactly the number asked for.
+
+Failures. A FAILED, KILLED, METRICSUNAVAILABLE or EARLYSTOPPED trial, or one without a value, counts
+among the n_k finished trials of its rung as its worst result and is never promoted.
+
+Labels. Each proposal carries `asha-bracket`, `asha-rung` and `asha-config` (the configuration's
+number, kept by its promotions; a new configuration gets one more than the highest held). A trial
+belongs to the schedule only when its labels are plain numbers that fit (bracket below
+`brackets`, rung from the bracket up to K, configuration below the number of trials), its resource
+is its rung's, and above the base rung its configuration held the rung below in the same bracket
+with the same parameters; when two trials claim one place the first by name wins. Any other trial
+is foreign: never proposed again, never in a rung. Replay is linear in the trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from katib_services.numbers import shorten
+
+from .base import Algorithm, Reply, Request
+from .errors import Problems
+from .experiment import Experiment
+from .history import Trial, label_index
+from .limits import Limits
+from .multifidelity import ETA, MAX_LEVELS, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, ladder_space, level_count
+from .multifidelity import ranked, resource_parameter, whole
+from .settings import FIELD, RANDOM_STATE, Schema, Setting
+from .space import SearchSpace
+
+BRACKET, RUNG, CONFIG = "asha-bracket", "asha-rung", "asha-config"
+EXTRA = {CONFIG: "extra"}  # a proposal outside the schedule (a configuration space smaller than the batch)
+
+
+class Asha(Algorithm):
+    name = "asha"
+    summary = (
+        "Asynchronous successive halving (Li et al. 2020) with its state in trial labels: promotes whenever a "
+        "configuration is in the top 1/eta of its rung, never waits; random or TPE (BOHB-style) configurations."
+    )
+    schema = Schema(
+        RESOURCE_NAME,
+        Setting("min_resource", float, 1.0, "Smallest resource of a rung: the base rung has at least this.", low=0, low_open=True, high=1e9),
+        Setting("max_resource", float, None, "Resource of the top rung.", low=0, low_open=True, high=1e9, required=True),
+        ETA,
+        Setting(
+            "brackets",
+            int,
+            1,
+            "Brackets (minimum early-stopping rates): bracket b starts configurations at rung b; they share the "
+            "resource evenly.",
+            low=1,
+            high=MAX_LEVELS,
+        ),
+        RANDOM_STATE,
+        SAMPLER,
+    )
+
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
+        parameter = resource_parameter(experiment, settings, problems)
+        low, high = settings["min_resource"], settings["max_resource"]
+        if low > high:
+            problems.add(f'{FIELD}["max_resource"]', f"({shorten(high)}) must not be less than min_resource ({shorten(low)})")
+        elif parameter is not None:
+            ladder, error = _ladder(settings, parameter.type)
+            if error:
+                problems.add(f'{FIELD}["eta"]', error)
+            elif settings["brackets"] > len(ladder):
+                problems.add(
+                    f'{FIELD}["brackets"]',
+                    f"({settings['brackets']}) is more than the {len(ladder)} rung(s) from min_resource to max_resource "
+                    f"({', '.join(ladder.texts)}); use at most {len(ladder)}",
+                )
+
+    def space(self, experiment: Experiment, settings: dict[str, Any]) -> SearchSpace:
+        name = settings["resource_name"]
+        parameter = next(p for p in experiment.space.parameters if p.name == name)
+        return ladder_space(experiment.space, name, _ladder(settings, parameter.type)[0])
+
+    def suggest(self, request: Request) -> Reply:
+        space = request.experiment.space
+        fidelity = Fidelity(space, request.settings["resource_name"])
+        top = space.parameters[fidelity.index].size - 1
+        brackets = request.settings["brackets"]
+        eta = request.settings["eta"]
+        rungs, base = _replay(request.history.trials, fidelity, brackets, top)
+        ladder = [float(text) for text in space.parameters[fidelity.index].choices]
+        spent = [0.0] * brackets
+        for (b, k), members in rungs.items():
+            spent[b] += ladder[k] * len(members)
+        # Candidates for promotion, highest rung first, lowest bracket first: best first in each rung.
+        candidates = []
+        for k in range(top - 1, -1, -1):
+            for b in range(min(k, brackets - 1) + 1):
+                members = rungs.get((b, k), {})
+                above = rungs.get((b, k + 1), {})
+                results = ranked(members)
+                best = results[: whole(len(results) / eta)]
+                candidates += [(b, k, c) for value, c in best if value is not None and c not in above]
+        next_config = max(base, default=-1) + 1
+        batch = Batch(request, fidelity, EXTRA)
+        queue = iter(candidates)
+        while not batch.full:
+            promoted = False
+            for b, k, c in queue:
+                if batch.promote(fidelity.config(base[c][1].point), k + 1, _labels(b, k + 1, c)):
+                    spent[b] += ladder[k + 1]
+                    promoted = True
+                    break
+            if promoted:
+                continue
+            b = min(range(brackets), key=lambda i: (spent[i], i))
+            if batch.new(b, _labels(b, b, next_config)):
+                spent[b] += ladder[b]
+                next_config += 1
+        return Reply(batch.proposals)
+
+
+def _ladder(settings: dict[str, Any], kind) -> tuple[Ladder, str | None]:
+    high, eta = settings["max_resource"], settings["eta"]
+    return Ladder.build(high, level_count(high, settings["min_resource"], eta) + 1, eta, kind)
+
+
+def _labels(b: int, k: int, c: int) -> dict[str, str]:
+    return {BRACKET: str(b), RUNG: str(k), CONFIG: str(c)}
+
+
+def _replay(
+    trials: list[Trial], fidelity: Fidelity, brackets: int, top: int
+) -> tuple[dict[tuple[int, int], dict[int, Trial]], dict[int, tuple[int, Trial]]]:
+    """The members of each (bracket, rung), and each configuration's bracket and base trial."""
+    claims = []
+    for t in trials:
+        if t.point is None or not t.labels:
+            continue
+        b, k, c = (label_index(t.labels.get(key)) for key in (BRACKET, RUNG, CONFIG))
+        if b is None or k is None or c is None or b >= brackets or not b <= k <= top or c >= len(trials):
+            continue
+        if fidelity.level(t.point) == k:
+            claims.append((b, k, c, t))
+    base: dict[int, tuple[int, Trial]] = {}
+    for b, k, c, t in claims:
+        if k == b:
+            base.setdefault(c, (b, t))
+    rungs: dict[tuple[int, int], dict[int, Trial]] = {}
+    for c, (b, t) in base.items():
+        rungs.setdefault((b, b), {})[c] = t
+    claims.sort(key=lambda claim: claim[1])  # rung by rung, so that the rung below is known
+    for b, k, c, t in claims:
+        if k == b or c not in base or base[c][0] != b or c not in rungs.get((b, k - 1), {}):
+            continue
+        members = rungs.setdefault((b, k), {})
+        if c not in members and fidelity.config(t.point) == fidelity.config(base[c][1].point):
+            members[c] = t
+    return rungs, base

@@ -1,0 +1,207 @@
+"""hyperband: Li et al.'s Hyperband, kept in trial labels, at any parallelism, never hanging.
+
+Schedule. `s_max = floor(log_eta(r_l))` (0 when `r_l < eta`). A *round* is one pass over the
+brackets `s = s_max, ..., 0`; bracket s starts `n = ceil((s_max + 1) / (s + 1) * eta^s)` new
+configurations at resource `r_l * eta^-s` (rung 0), and rung i + 1 holds the best
+`floor(n_i / eta)` configurations of rung i at eta times its resource, up to rung s at `r_l`.
+Resources are the levels of the ladder in `algorithms.multifidelity` (level `s_max - s + i`).
+With `r_l < eta` there is one bracket with one rung: plain random (or TPE) search at `r_l`.
+
+Labels. Each proposal carries `hyperband-round`, `hyperband-bracket` (s), `hyperband-rung` (i) and
+`hyperband-config` (the configuration's number in its bracket's rung 0, kept by its promotions).
+Every request rebuilds the schedule's state from them; nothing else is kept.
+
+Promotions. A rung's promotions are decided once all of its trials are in the request and
+finished: the best `floor(n_i / eta)` by objective, lowest configuration number on ties. A FAILED,
+KILLED, METRICSUNAVAILABLE or EARLYSTOPPED trial, or one without a value, is the worst of its rung
+and never promoted, so such a rung may promote fewer (none: the bracket ends there).
+
+Slots. Every call returns exactly the number asked for: first the promotions already decided and
+not yet proposed (earliest round and bracket first), then new configurations of the first bracket
+whose rung 0 is not fully proposed, in schedule order, across rounds. Rounds never run out, so no
+slot waits for a rung to finish and the experiment ends by maxTrialCount or its goal.
+
+Labels are input. A trial belongs to the schedule only when its four labels are plain numbers
+that fit it (round below the number of trials, bracket at most s_max, rung within the bracket,
+configuration below rung 0's size), its resource is its rung's, and, above rung 0, its
+configuration is one its rung 0 trial has and its lower rung decided to promote; when two trials
+claim one place, the first by name wins. Any other trial is foreign: never proposed again, never
+in the schedule. So replay is linear in the trials. Katib leaves METRICSUNAVAILABLE trials out of
+the request: their place looks free and is proposed again (a new configuration in rung 0, the
+same promotion above).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .base import Algorithm, Reply, Request
+from .errors import Problems
+from .experiment import Experiment
+from .history import Trial, label_index
+from .limits import Limits
+from .multifidelity import ETA, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, finished, ladder_space, level_count
+from .multifidelity import ranked, resource_parameter, whole
+from .settings import FIELD, RANDOM_STATE, Schema, Setting
+from .space import SearchSpace
+
+ROUND, BRACKET, RUNG, CONFIG = "hyperband-round", "hyperband-bracket", "hyperband-rung", "hyperband-config"
+EXTRA = {CONFIG: "extra"}  # a proposal outside the schedule (a configuration space smaller than the batch)
+
+
+class Hyperband(Algorithm):
+    name = "hyperband"
+    summary = (
+        "Hyperband (Li et al.) with its state in trial labels: brackets of successive halving over rounds, "
+        "exact counts at any parallelism; random or TPE (BOHB-style) configurations."
+    )
+    schema = Schema(
+        Setting(
+            "r_l",
+            float,
+            None,
+            "Maximum resource per configuration: the resource of the top rung.",
+            low=0,
+            low_open=True,
+            high=1e9,
+            required=True,
+        ),
+        ETA,
+        RESOURCE_NAME,
+        RANDOM_STATE,
+        SAMPLER,
+    )
+
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
+        parameter = resource_parameter(experiment, settings, problems)
+        if parameter is not None:
+            _, error = _ladder(settings, parameter.type)
+            if error:
+                problems.add(f'{FIELD}["eta"]', error)
+
+    def space(self, experiment: Experiment, settings: dict[str, Any]) -> SearchSpace:
+        name = settings["resource_name"]
+        parameter = next(p for p in experiment.space.parameters if p.name == name)
+        return ladder_space(experiment.space, name, _ladder(settings, parameter.type)[0])
+
+    def suggest(self, request: Request) -> Reply:
+        space = request.experiment.space
+        fidelity = Fidelity(space, request.settings["resource_name"])
+        schedule = _Schedule(space.parameters[fidelity.index].size - 1, request.settings["eta"])
+        brackets = _replay(request.history.trials, fidelity, schedule)
+        batch = Batch(request, fidelity, EXTRA)
+        for key in sorted(brackets, key=schedule.position):
+            bracket = brackets[key]
+            for c in bracket.waiting:
+                if batch.full:
+                    break
+                config = fidelity.config(bracket.rungs[0][c].point)
+                batch.promote(config, schedule.level(key[1], bracket.next_rung), _labels(*key, bracket.next_rung, c))
+        position = 0
+        while not batch.full:
+            key = schedule.bracket_at(position)
+            bracket = brackets.get(key) or _Bracket([{}], [], 0)
+            size = schedule.sizes[key[1]][0]
+            free = _free_numbers(bracket.rungs[0], size)
+            while not batch.full:
+                c = next(free, None)
+                if c is None:
+                    break
+                batch.new(schedule.level(key[1], 0), _labels(*key, 0, c))
+            position += 1
+        return Reply(batch.proposals)
+
+
+def _ladder(settings: dict[str, Any], kind) -> tuple[Ladder, str | None]:
+    r_l, eta = settings["r_l"], settings["eta"]
+    return Ladder.build(r_l, level_count(r_l, 1.0, eta) + 1, eta, kind)
+
+
+def _labels(round_: int, s: int, rung: int, c: int) -> dict[str, str]:
+    return {ROUND: str(round_), BRACKET: str(s), RUNG: str(rung), CONFIG: str(c)}
+
+
+class _Schedule:
+    def __init__(self, s_max: int, eta: float):
+        self.s_max = s_max
+        self.sizes: list[list[int]] = []  # sizes[s][i]: configurations in rung i of bracket s
+        for s in range(s_max + 1):
+            n = math.ceil((s_max + 1) / (s + 1) * eta**s * (1 - 1e-12))
+            sizes = [n]
+            while len(sizes) <= s and whole(sizes[-1] / eta) > 0:
+                sizes.append(whole(sizes[-1] / eta))
+            self.sizes.append(sizes)
+
+    def level(self, s: int, rung: int) -> int:
+        return self.s_max - s + rung
+
+    def position(self, key: tuple[int, int]) -> int:
+        """The order of (round, bracket) in the schedule."""
+        return key[0] * (self.s_max + 1) + self.s_max - key[1]
+
+    def bracket_at(self, position: int) -> tuple[int, int]:
+        round_, offset = divmod(position, self.s_max + 1)
+        return round_, self.s_max - offset
+
+
+class _Bracket:
+    """One bracket of one round: members of each rung reached (configuration -> trial), and the
+    promotions decided into rung `next_rung` that no trial holds yet."""
+
+    def __init__(self, rungs: list[dict[int, Trial]], waiting: list[int], next_rung: int):
+        self.rungs = rungs
+        self.waiting = waiting
+        self.next_rung = next_rung
+
+
+def _replay(trials: list[Trial], fidelity: Fidelity, schedule: _Schedule) -> dict[tuple[int, int], _Bracket]:
+    claims: dict[tuple[int, int], list[list[tuple[int, Trial]]]] = {}
+    for t in trials:
+        if t.point is None or not t.labels:
+            continue
+        round_, s, rung, c = (label_index(t.labels.get(key)) for key in (ROUND, BRACKET, RUNG, CONFIG))
+        if round_ is None or s is None or rung is None or c is None or round_ >= len(trials) or s > schedule.s_max:
+            continue
+        sizes = schedule.sizes[s]
+        if rung < len(sizes) and c < sizes[0] and fidelity.level(t.point) == schedule.level(s, rung):
+            claims.setdefault((round_, s), [[] for _ in sizes])[rung].append((c, t))
+    return {key: _bracket(rungs, fidelity, schedule.sizes[key[1]]) for key, rungs in claims.items()}
+
+
+def _bracket(claims: list[list[tuple[int, Trial]]], fidelity: Fidelity, sizes: list[int]) -> _Bracket:
+    base: dict[int, Trial] = {}
+    for c, t in claims[0]:
+        base.setdefault(c, t)
+    rungs = [base]
+    expected = sizes[0]
+    for i in range(len(sizes) - 1):
+        members = rungs[i]
+        if len(members) < expected or not all(finished(t) for t in members.values()):
+            break
+        decided = [c for value, c in ranked(members) if value is not None][: sizes[i + 1]]
+        allowed = set(decided)
+        following: dict[int, Trial] = {}
+        for c, t in claims[i + 1]:
+            if c in allowed and c not in following and fidelity.config(t.point) == fidelity.config(base[c].point):
+                following[c] = t
+        rungs.append(following)
+        waiting = [c for c in decided if c not in following]
+        if waiting:
+            return _Bracket(rungs, waiting, i + 1)
+        expected = len(decided)
+    return _Bracket(rungs, [], 0)
+
+
+def _free_numbers(taken: dict[int, Any], size: int):
+    """Configuration numbers below `size` that no trial holds, lowest first (in time linear in
+    the numbers held and the numbers drawn, whatever `size`)."""
+    c = 0
+    for held in sorted(taken):
+        while c < held:
+            yield c
+            c += 1
+        c = held + 1
+    while c < size:
+        yield c
+        c += 1
