@@ -31,21 +31,20 @@ from typing import Any
 
 from katib_services.numbers import shorten
 
-from .base import Algorithm, Reply, Request
+from .base import Reply, Request
 from .errors import Problems
 from .experiment import Experiment
 from .history import Trial, label_index
 from .limits import Limits
-from .multifidelity import ETA, MAX_LEVELS, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, ladder_space, level_count
+from .multifidelity import ETA, MAX_LEVELS, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, level_count
 from .multifidelity import ranked, resource_parameter, whole
 from .settings import FIELD, RANDOM_STATE, Schema, Setting
-from .space import SearchSpace
+from .space import ParamType
 
 BRACKET, RUNG, CONFIG = "asha-bracket", "asha-rung", "asha-config"
-EXTRA = {CONFIG: "extra"}  # a proposal outside the schedule (a configuration space smaller than the batch)
 
 
-class Asha(Algorithm):
+class Asha(MultiFidelity):
     name = "asha"
     summary = (
         "Asynchronous successive halving (Li et al. 2020) with its state in trial labels: promotes whenever a "
@@ -69,26 +68,23 @@ class Asha(Algorithm):
         SAMPLER,
     )
 
+    def ladder(self, settings: dict[str, Any], kind: ParamType) -> tuple[Ladder, str | None]:
+        high, eta = settings["max_resource"], settings["eta"]
+        return Ladder.build(high, level_count(high, settings["min_resource"], eta) + 1, eta, kind)
+
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
-        parameter = resource_parameter(experiment, settings, problems)
         low, high = settings["min_resource"], settings["max_resource"]
         if low > high:
             problems.add(f'{FIELD}["max_resource"]', f"({shorten(high)}) must not be less than min_resource ({shorten(low)})")
-        elif parameter is not None:
-            ladder, error = _ladder(settings, parameter.type)
-            if error:
-                problems.add(f'{FIELD}["eta"]', error)
-            elif settings["brackets"] > len(ladder):
-                problems.add(
-                    f'{FIELD}["brackets"]',
-                    f"({settings['brackets']}) is more than the {len(ladder)} rung(s) from min_resource to max_resource "
-                    f"({', '.join(ladder.texts)}); use at most {len(ladder)}",
-                )
-
-    def space(self, experiment: Experiment, settings: dict[str, Any]) -> SearchSpace:
-        name = settings["resource_name"]
-        parameter = next(p for p in experiment.space.parameters if p.name == name)
-        return ladder_space(experiment.space, name, _ladder(settings, parameter.type)[0])
+            resource_parameter(experiment, settings, problems)
+            return
+        ladder = self.checked_ladder(experiment, settings, problems)
+        if ladder is not None and settings["brackets"] > len(ladder):
+            problems.add(
+                f'{FIELD}["brackets"]',
+                f"({settings['brackets']}) is more than the {len(ladder)} rung(s) from min_resource to max_resource "
+                f"({', '.join(ladder.texts)}); use at most {len(ladder)}",
+            )
 
     def suggest(self, request: Request) -> Reply:
         space = request.experiment.space
@@ -111,7 +107,7 @@ class Asha(Algorithm):
                 best = results[: whole(len(results) / eta)]
                 candidates += [(b, k, c) for value, c in best if value is not None and c not in above]
         next_config = max(base, default=-1) + 1
-        batch = Batch(request, fidelity, EXTRA)
+        batch = Batch(request, fidelity, {CONFIG: "extra"})  # outside the schedule
         queue = iter(candidates)
         while not batch.full:
             promoted = False
@@ -127,11 +123,6 @@ class Asha(Algorithm):
                 spent[b] += ladder[b]
                 next_config += 1
         return Reply(batch.proposals)
-
-
-def _ladder(settings: dict[str, Any], kind) -> tuple[Ladder, str | None]:
-    high, eta = settings["max_resource"], settings["eta"]
-    return Ladder.build(high, level_count(high, settings["min_resource"], eta) + 1, eta, kind)
 
 
 def _labels(b: int, k: int, c: int) -> dict[str, str]:

@@ -36,21 +36,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Algorithm, Reply, Request
-from .errors import Problems
-from .experiment import Experiment
+from .base import Reply, Request
 from .history import Trial, label_index
-from .limits import Limits
-from .multifidelity import ETA, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, finished, ladder_space, level_count
-from .multifidelity import ranked, resource_parameter, whole
-from .settings import FIELD, RANDOM_STATE, Schema, Setting
-from .space import SearchSpace
+from .multifidelity import ETA, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, finished, level_count
+from .multifidelity import ranked, whole
+from .settings import RANDOM_STATE, Schema, Setting
+from .space import ParamType
 
 ROUND, BRACKET, RUNG, CONFIG = "hyperband-round", "hyperband-bracket", "hyperband-rung", "hyperband-config"
-EXTRA = {CONFIG: "extra"}  # a proposal outside the schedule (a configuration space smaller than the batch)
 
 
-class Hyperband(Algorithm):
+class Hyperband(MultiFidelity):
     name = "hyperband"
     summary = (
         "Hyperband (Li et al.) with its state in trial labels: brackets of successive halving over rounds, "
@@ -73,24 +69,16 @@ class Hyperband(Algorithm):
         SAMPLER,
     )
 
-    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
-        parameter = resource_parameter(experiment, settings, problems)
-        if parameter is not None:
-            _, error = _ladder(settings, parameter.type)
-            if error:
-                problems.add(f'{FIELD}["eta"]', error)
-
-    def space(self, experiment: Experiment, settings: dict[str, Any]) -> SearchSpace:
-        name = settings["resource_name"]
-        parameter = next(p for p in experiment.space.parameters if p.name == name)
-        return ladder_space(experiment.space, name, _ladder(settings, parameter.type)[0])
+    def ladder(self, settings: dict[str, Any], kind: ParamType) -> tuple[Ladder, str | None]:
+        r_l, eta = settings["r_l"], settings["eta"]
+        return Ladder.build(r_l, level_count(r_l, 1.0, eta) + 1, eta, kind)
 
     def suggest(self, request: Request) -> Reply:
         space = request.experiment.space
         fidelity = Fidelity(space, request.settings["resource_name"])
         schedule = _Schedule(space.parameters[fidelity.index].size - 1, request.settings["eta"])
         brackets = _replay(request.history.trials, fidelity, schedule)
-        batch = Batch(request, fidelity, EXTRA)
+        batch = Batch(request, fidelity, {CONFIG: "extra"})  # outside the schedule
         for key in sorted(brackets, key=schedule.position):
             bracket = brackets[key]
             for c in bracket.waiting:
@@ -111,11 +99,6 @@ class Hyperband(Algorithm):
                 batch.new(schedule.level(key[1], 0), _labels(*key, 0, c))
             position += 1
         return Reply(batch.proposals)
-
-
-def _ladder(settings: dict[str, Any], kind) -> tuple[Ladder, str | None]:
-    r_l, eta = settings["r_l"], settings["eta"]
-    return Ladder.build(r_l, level_count(r_l, 1.0, eta) + 1, eta, kind)
 
 
 def _labels(round_: int, s: int, rung: int, c: int) -> dict[str, str]:

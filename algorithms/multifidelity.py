@@ -1,5 +1,6 @@
-"""What hyperband and asha share: the resource ladder, the configuration space, the outcome of a
-trial in its rung, and the batch that new configurations and promotions go into.
+"""What hyperband and asha share: the resource ladder and its validation (`MultiFidelity`), the
+configuration space, the outcome of a trial in its rung, and the batch that new configurations
+and promotions go into.
 
 A trial's *resource* (epochs, steps, a data fraction) is one int or double parameter of the
 experiment, named by the setting `resource_name`. The algorithm sets it: its feasibleSpace is not
@@ -30,10 +31,11 @@ from typing import Any
 
 from katib_services.numbers import quote
 
-from .base import Proposal, Request
+from .base import Algorithm, Proposal, Request
 from .errors import Problems
 from .experiment import Experiment
 from .history import PENDING, Condition, Trial
+from .limits import Limits
 from .model import Taken, draw_new
 from .settings import FIELD, Setting
 from .space import Parameter, ParamType, SearchSpace
@@ -109,6 +111,33 @@ def _format(value: float, kind: ParamType) -> str:
         return str(max(1, math.floor(value + 0.5)))
     text = format(Decimal(repr(value)), "f")
     return text if "." in text else text + ".0"
+
+
+class MultiFidelity(Algorithm):
+    """hyperband and asha: validation of the resource and its ladder, and the algorithm's space."""
+
+    def ladder(self, settings: dict[str, Any], kind: ParamType) -> tuple[Ladder, str | None]:
+        """The ladder the settings give a resource of type `kind`, and why it is unusable."""
+        raise NotImplementedError
+
+    def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
+        self.checked_ladder(experiment, settings, problems)
+
+    def checked_ladder(self, experiment: Experiment, settings: dict[str, Any], problems: Problems) -> Ladder | None:
+        """The ladder, or None with the problems (of the resource parameter or of the ladder) recorded."""
+        parameter = resource_parameter(experiment, settings, problems)
+        if parameter is None:
+            return None
+        ladder, error = self.ladder(settings, parameter.type)
+        if error:
+            problems.add(f'{FIELD}["eta"]', error)
+            return None
+        return ladder
+
+    def space(self, experiment: Experiment, settings: dict[str, Any]) -> SearchSpace:
+        name = settings["resource_name"]
+        parameter = next(p for p in experiment.space.parameters if p.name == name)
+        return ladder_space(experiment.space, name, self.ladder(settings, parameter.type)[0])
 
 
 def resource_parameter(experiment: Experiment, settings: dict[str, Any], problems: Problems) -> Parameter | None:

@@ -361,5 +361,7 @@ def algorithm_space(e: api_pb2.Experiment, limits: Limits):
     problems.raise_if_any()
     algorithm = registry.get(e.spec.algorithm.algorithm_name or "random")  # the fuzz server's --algorithm
     settings = algorithm.schema.parse(algorithm.name, parsed.settings, problems)
+    if not problems.messages:
+        algorithm.check(parsed, settings, problems, limits)
     problems.raise_if_any()
     return algorithm.space(parsed, settings)
