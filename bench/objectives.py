@@ -70,9 +70,16 @@ _H_P = (
 
 
 def hartmann6(a: Mapping[str, str]) -> float:
+    return augmented_hartmann6(a, 1.0)
+
+
+def augmented_hartmann6(a: Mapping[str, str], fidelity: float) -> float:
+    """BoTorch's AugmentedHartmann: Hartmann6 with the first alpha lowered by 0.1 * (1 - fidelity),
+    so it equals Hartmann6 at fidelity 1 (fidelity in [0, 1])."""
     x = [float(a[f"x{i}"]) for i in range(1, 7)]
+    alphas = (_H_ALPHA[0] - 0.1 * (1.0 - fidelity), *_H_ALPHA[1:])
     return -sum(
-        alpha * math.exp(-sum(A[j] * (x[j] - P[j]) ** 2 for j in range(6))) for alpha, A, P in zip(_H_ALPHA, _H_A, _H_P)
+        alpha * math.exp(-sum(A[j] * (x[j] - P[j]) ** 2 for j in range(6))) for alpha, A, P in zip(alphas, _H_A, _H_P)
     )
 
 

@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from objectives import OBJECTIVES, Objective  # noqa: E402
 
 from katib_services.runner import spec  # noqa: E402
-from katib_services.runner.controller import Controller, Endpoints  # noqa: E402
+from katib_services.runner.controller import Controller, Endpoints, Outcome  # noqa: E402
 from katib_services.runner.functions import FunctionExecutor  # noqa: E402
 from katib_services.runner.state import State  # noqa: E402
 from katib_services.services.client import ServerProcess  # noqa: E402
@@ -34,12 +35,12 @@ from katib_services.services.client import ServerProcess  # noqa: E402
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
-def run_once(endpoints: Endpoints, algorithm: str, settings: dict, objective: Objective, trials: int, seed: int, batch: int) -> list[float]:
-    """One experiment; returns the noiseless value of each trial in creation order."""
-    manifest = {
+def manifest(name: str, algorithm: str, settings: dict, parameters: list[dict], trials: int, seed: int, batch: int) -> dict:
+    """A minimized Experiment with the objective metric `value`; `random_state` is the seed."""
+    return {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Experiment",
-        "metadata": {"name": f"{objective.name}-{algorithm}-s{seed}-b{batch}"},
+        "metadata": {"name": name},
         "spec": {
             "objective": {"type": "minimize", "objectiveMetricName": "value"},
             "algorithm": {
@@ -48,14 +49,34 @@ def run_once(endpoints: Endpoints, algorithm: str, settings: dict, objective: Ob
             },
             "parallelTrialCount": batch,
             "maxTrialCount": trials,
-            "parameters": objective.space(algorithm),
+            "parameters": parameters,
         },
     }
-    config = spec.parse(manifest, trial_template=False)
-    executor = FunctionExecutor(lambda a: {"value": objective.observed(a, seed)})
-    outcome = Controller(config, endpoints, executor, State(Path(":memory:"))).run()
+
+
+def run_experiment(endpoints: Endpoints, document: dict, executor, controller: type[Controller] = Controller, **options) -> Outcome:
+    """Runs an Experiment manifest through the local runner's controller; raises unless it Succeeded."""
+    config = spec.parse(document, trial_template=False)
+    outcome = controller(config, endpoints, executor, State(Path(":memory:")), **options).run()
     if outcome.status != "Succeeded":
-        raise RuntimeError(f"{manifest['metadata']['name']}: {outcome.status}: {outcome.message}")
+        raise RuntimeError(f"{document['metadata']['name']}: {outcome.status}: {outcome.message}")
+    return outcome
+
+
+def served(algorithms: list[str]) -> Iterator[tuple[str, Endpoints]]:
+    """(algorithm, endpoints) in turn: a `katib-suggestion` process per algorithm, one shared `katib-dbmanager`."""
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(["katib_services.services.dbmanager", "--db", f"{tmp}/obs.db"]) as db:
+        for algorithm in algorithms:
+            with ServerProcess(["katib_services.services.suggestion", "--algorithm", algorithm]) as server:
+                yield algorithm, Endpoints(server.channel, db.channel, db.address)
+
+
+def run_once(endpoints: Endpoints, algorithm: str, settings: dict, objective: Objective, trials: int, seed: int, batch: int) -> list[float]:
+    """One experiment; returns the noiseless value of each trial in creation order."""
+    name = f"{objective.name}-{algorithm}-s{seed}-b{batch}"
+    document = manifest(name, algorithm, settings, objective.space(algorithm), trials, seed, batch)
+    executor = FunctionExecutor(lambda a: {"value": objective.observed(a, seed)})
+    outcome = run_experiment(endpoints, document, executor)
     return [objective.function(t.assignment) for t in outcome.trials]
 
 
@@ -83,20 +104,15 @@ def main() -> None:
     print(f"median [IQR] of simple regret over {args.seeds} seeds, {args.trials} trials\n")
     print("| algorithm | objective | batch | " + " | ".join(header) + " | seconds |")
     print("|---" * (4 + len(header)) + "|")
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(["katib_services.services.dbmanager", "--db", f"{tmp}/obs.db"]) as db:
-        for algorithm in args.algorithms:
-            with ServerProcess(["katib_services.services.suggestion", "--algorithm", algorithm]) as server:
-                endpoints = Endpoints(server.channel, db.channel, db.address)
-                for name in args.objectives:
-                    objective = OBJECTIVES[name]
-                    for batch in args.batch:
-                        start = time.perf_counter()
-                        runs = [run_once(endpoints, algorithm, settings, objective, args.trials, seed, batch) for seed in range(args.seeds)]
-                        cells = [
-                            summary([regret_at(v, objective.optimum, max(1, int(f * args.trials))) for v in runs]) for f in FRACTIONS
-                        ]
-                        seconds = time.perf_counter() - start
-                        print(f"| {algorithm} | {name} | {batch} | " + " | ".join(cells) + f" | {seconds:.1f} |", flush=True)
+    for algorithm, endpoints in served(args.algorithms):
+        for name in args.objectives:
+            objective = OBJECTIVES[name]
+            for batch in args.batch:
+                start = time.perf_counter()
+                runs = [run_once(endpoints, algorithm, settings, objective, args.trials, seed, batch) for seed in range(args.seeds)]
+                cells = [summary([regret_at(v, objective.optimum, max(1, int(f * args.trials))) for v in runs]) for f in FRACTIONS]
+                seconds = time.perf_counter() - start
+                print(f"| {algorithm} | {name} | {batch} | " + " | ".join(cells) + f" | {seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
