@@ -490,3 +490,11 @@ def test_katib_hyperband_example_validates_and_runs_under_katib_local(serve, tmp
     assert promoted[0]["assignment"] == {**best["assignment"], "num-epochs": "2"}
     assert promoted[0]["labels"]["hyperband-config"] == best["labels"]["hyperband-config"]
     assert {t["assignment"]["num-epochs"] for t in first if t["labels"]["hyperband-bracket"] == "0"} == {"2"}
+
+
+@pytest.mark.parametrize("name", ["asha.yaml", "random.yaml"])
+def test_the_example_manifests_are_valid(serve, name):
+    config = spec.load(Path(__file__).resolve().parent.parent / "examples" / "hyperband" / name)
+    client = serve(config.spec["algorithm"]["algorithmName"])
+    client.validate(experiment_pb(config.name, config.spec))
+    assert (config.base_dir / config.container.command[1]).is_file(), "the trainer of examples/anomaly"
