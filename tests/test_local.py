@@ -133,8 +133,11 @@ def test_max_failed_trial_count_fails_the_experiment(tmp_path):
     status, trials = result(workdir)
     failed = [t for t in trials if t["condition"] == "Failed"]
     assert code == 1 and status["condition"] == "Failed" and status["reason"] == "MaxFailedTrialsReached"
-    assert len(failed) == 2 and all(t["assignment"]["opt"] == "sgd" and t["message"] == "exit code 3" for t in failed)
-    assert "something went wrong" in (workdir / "trials" / failed[0]["name"] / "output.log").read_text()
+    # Katib's controller: the experiment fails once maxFailedTrialCount trials failed, not one later
+    assert len(failed) == 1 and failed[0]["assignment"]["opt"] == "sgd"
+    log = workdir / "trials" / failed[0]["name"] / "output.log"
+    assert failed[0]["message"].startswith(f"exit code 3; log {log}; last lines of stderr:")
+    assert "something went wrong" in failed[0]["message"] and "something went wrong" in log.read_text()
 
 
 class RecordingEarlyStopping:
