@@ -23,8 +23,8 @@ interrupted: `--resume` runs those again.
 
 from __future__ import annotations
 
-import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,7 +35,7 @@ from katib_services.earlystopping.rules import Rule
 from katib_services.services.client import experiment_pb, trial_pb
 from katib_services.services.pb import api_pb2, api_pb2_grpc
 
-from katib_services.numbers import quote
+from katib_services.numbers import parse_float, quote
 from katib_services.obslog import now_rfc3339
 
 from .collector import TrialCollector, rule_from_pb
@@ -45,6 +45,7 @@ from .state import INTERRUPTED, PENDING, State, TrialRecord
 
 SUGGESTION_DEADLINE_SECONDS = 60.0  # Katib's deadline for GetSuggestions
 CALL_DEADLINE_SECONDS = 10.0
+STOP_SECONDS = 30.0  # how long stopping waits for the trials' ends (their processes get 5 s, then SIGKILL)
 STRATEGY = {"min": min, "max": max}
 # A Trial is a Kubernetes object and its name a path component here: a lowercase DNS-1123 label.
 TRIAL_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
@@ -288,16 +289,20 @@ class Controller:
         self.on_change(self, trial)
 
     def _finish(self, finished: Finished, stopping: bool = False) -> None:
-        """Records a trial's end. While the run is stopping, an unreachable DB manager leaves the
-        trial without an observation instead of raising."""
+        """Records a trial's end. Without the DB manager the trial still ends (Failed, with the
+        reason) before the run does; while the run is stopping it just has no observation."""
         trial = next(t for t in self.trials if t.name == finished.name)
-        try:
-            trial.observation = self._observation(trial.name)
-        except ExperimentError:
-            if not stopping:
-                raise
         trial.completion_time = now_rfc3339()
         trial.message = finished.message
+        try:
+            trial.observation = self._observation(trial.name)
+        except ExperimentError as error:
+            if not stopping:
+                trial.condition = "Failed" if not finished.killed else "Killed"
+                trial.message = "; ".join(m for m in (finished.message, str(error)) if m)
+                self.state.save(trial)
+                self.on_change(self, trial)
+                raise
         if finished.error:
             trial.condition = "Failed"
         elif finished.killed:
@@ -342,7 +347,7 @@ class Controller:
             reported = values.get(metric)
             if not reported:
                 continue
-            numbers = [float(v) for v in reported if _is_number(v)]
+            numbers = [n for n in map(parse_float, reported) if n is not None]
             pick = STRATEGY.get(strategy)
             observation[metric] = repr(pick(numbers)) if pick and numbers else reported[-1]
         return observation
@@ -358,17 +363,17 @@ class Controller:
                 self._launch(trial, self._early_stopping_rules(self.experiment()))
 
     def _stop_running(self, message: str = "the experiment ended") -> None:
+        """Stops every running trial and records it Killed with `message`. A trial whose end the
+        executor does not report within STOP_SECONDS is recorded Killed without it."""
         if not any(t.condition in PENDING for t in self.trials):
             return
         self.executor.stop_all()
-        while any(t.condition in PENDING for t in self.trials):
+        deadline = time.monotonic() + STOP_SECONDS
+        while any(t.condition in PENDING for t in self.trials) and time.monotonic() < deadline:
             for finished in self.executor.wait(timeout=1.0):
                 finished.killed, finished.error, finished.message = True, False, message
                 self._finish(finished, stopping=True)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+        for trial in self.trials:
+            if trial.condition in PENDING:
+                trial.condition, trial.message, trial.completion_time = "Killed", message, now_rfc3339()
+                self.state.save(trial)

@@ -100,6 +100,7 @@ def unknown_fields(document: Any, schema: Any = EXPERIMENT, path: str = "") -> l
         where = f"{path}.{key}" if path else str(key)
         if key not in schema:
             close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
+            close = close or [k for k in schema if len(str(key)) >= 3 and k.lower().startswith(str(key).lower())][:1]
             hint = f"; did you mean {close[0]}?" if close else f"; the known fields here are: {', '.join(schema)}"
             problems.append(f"{where}: unknown field{hint}")
         else:

@@ -38,6 +38,7 @@ from .state import TrialRecord
 STOP_GRACE_SECONDS = 5.0
 FILE_POLL_SECONDS = 0.1
 STDERR_LINES = 5  # the last lines of stderr a failed trial's message shows
+READ_SECONDS = 10.0  # after a trial's end, how long its output may still take to read
 
 
 class ProcessExecutor:
@@ -158,21 +159,28 @@ class _Watch:
     def run(self) -> None:
         code = None
         try:
-            readers = [threading.Thread(target=self._read, args=(self.process.stderr, True), daemon=True)]
+            readers = [
+                threading.Thread(target=self._read, args=(self.process.stdout, False), daemon=True),
+                threading.Thread(target=self._read, args=(self.process.stderr, True), daemon=True),
+            ]
             if self.metrics_file is not None:
                 readers.append(threading.Thread(target=self._follow, daemon=True))
             for reader in readers:
                 reader.start()
-            self._read(self.process.stdout, False)
-            for reader in readers:
-                reader.join()
             code = self.process.wait()
+            # The trial ends with its main process, as a Job's container does: what it left running
+            # in its process group is killed, which also closes the pipes those processes hold.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            for reader in readers:
+                reader.join(READ_SECONDS)
         except BaseException as error:  # noqa: BLE001 - the trial's end must be reported whatever happened
             self.problem = self.problem or f"the trial's output could not be read: {type(error).__name__}: {error}"
             _terminate(self.process)
             code = self.process.poll()
         finally:
-            self.log.close()
+            with self.write_lock:
+                self.log.close()
             self._report(code)
 
     def _read(self, stream, is_stderr: bool) -> None:
@@ -180,6 +188,8 @@ class _Watch:
         for line in stream:
             try:
                 with self.write_lock:
+                    if self.log.closed:
+                        return
                     self.log.write(line)
                     self.log.flush()
                 if is_stderr:

@@ -385,6 +385,9 @@ def test_ctrl_c_then_resume_reruns_only_unfinished_trials(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr  # refuses to start over silently
     resumed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # The done counter counts neither interrupted trials nor goes down when they run again.
+    done = [int(line.split("/", 1)[0][1:]) for line in (seen + rest.splitlines() + resumed.stdout.splitlines()) if line.startswith("[")]
+    assert done == sorted(done) and done[-1] == 6, done
     status, trials = result(workdir)
     assert status["reason"] == "MaxTrialsReached" and len(trials) == 6
     assert all(t["condition"] == "Succeeded" for t in trials)
