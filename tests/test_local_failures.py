@@ -1,7 +1,6 @@
 """katib-local outside the happy path, each case over real processes: no hang, nothing left
 running, no path outside the work directory, Katib's semantics, and failures that say why."""
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import pytest
 
 from katib_services.runner import spec as runner_spec
 from katib_services.services.client import ServerProcess
-from katib_services.services.pb import api_pb2
 
 from .test_local import ROOT, ScriptedSuggestion, manifest, result, run, serve_stub, write
 
