@@ -263,6 +263,18 @@ def test_no_trial_reporting_the_objective_says_what_the_collector_expects(tmp_pa
     assert "no trial reported accuracy" in status["message"]
 
 
+def test_a_failed_trials_partial_value_is_never_plotted_as_a_result(tmp_path, monkeypatch):
+    from katib_services.runner import plot
+
+    drawn = {}
+    monkeypatch.setattr(plot, "plot_results", lambda path, parameters, trials, *rest: drawn.setdefault("trials", trials))
+    code, workdir = run(tmp_path, manifest(args=["--steps=3", "--fail-at-step=2"], maxTrialCount=2, parallelTrialCount=1))
+    _, trials = result(workdir)
+    assert [t["condition"] for t in trials] == ["Failed", "Failed"] and all(t["observation"].get("loss") for t in trials)
+    assert [t["objective"] for t in drawn["trials"]] == [None, None]  # reported, but not a result
+    assert [t["condition"] for t in drawn["trials"]] == ["Failed", "Failed"]
+
+
 def test_validation_failure_writes_no_trials_csv_or_png(tmp_path):
     document = manifest(algorithm="grid", settings={})
     document["spec"]["parameters"][0]["feasibleSpace"] = {"min": "0", "max": "1"}  # grid needs a step
