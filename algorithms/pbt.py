@@ -5,21 +5,24 @@ directory; only Katib and katib-local use it), `n_population` (N), `truncation_t
 `resample_probability` (p, optional) and `random_state`.
 
 Population. Each generation has N *slots*. Generation 0 fills its slots with random points. Slot k
-of generation g + 1 follows slot k of generation g: once member k of generation g has finished
-with a value, it is ranked among the members of its generation that have a value so far (best
-first; ties by name). Of those n members, the worst floor(q n) (never all of them) are the
-bottom, and the best max(1, min(ceil(q n), n - bottom)) the top:
+of generation g + 1 follows slot k of generation g, once member k of generation g has finished
+with a value:
 
-* a member not in the bottom continues: slot k of the next generation is its child, starting from
-  its checkpoint with its hyperparameters explored;
+* it continues unless it is in the bottom: slot k of the next generation is its child, starting
+  from its checkpoint with its hyperparameters explored;
 * a member in the bottom is replaced (exploit): slot k of the next generation is a child of a top
-  member drawn at random, starting from that member's checkpoint (the better member's, not the
-  loser's as in Katib's service) with that member's hyperparameters explored.
+  member of generation g drawn at random, starting from that member's checkpoint (the better
+  member's, not the loser's as in Katib's service) with its hyperparameters explored.
 
-So when a generation is not complete, the free slots of the next one are built from its finished
-part: a member is ranked among the members finished when its successor is proposed, and that
-decision is final (the child carries it in its labels). New trials go to the earliest slots first
-(by generation, then slot). Only when every slot that can be filled is taken (more trials running
+The bottom is judged against the population as it stands (the asynchronous truncation selection
+of the PBT paper): the newest member with a value of every slot, and the extras of generation g,
+ranked best first (ties by name); of those n, the worst floor(q n) (never all) are the bottom.
+The top of generation g is its best max(1, min(ceil(q m), m - floor(q m))) of its m members with a
+value. When whole generations finish together, both are simply generation g's ranking. When a
+generation is not complete, the free slots of the next one are built from its finished part:
+the decision is made when the successor is proposed, from the results known then, and is final
+(the child carries it in its labels). New trials go to the earliest slots first (by generation,
+then slot). Only when every slot that can be filled is taken (more trials running
 than N, which happens when parallelTrialCount exceeds n_population) does a proposal become an
 *extra*: a child of a top member of the newest generation that has a finished member (a random
 point while no member has finished), placed in a slot numbered from N up. Extras are ranked with
@@ -269,38 +272,57 @@ class _Population:
 
 
 class _Ranking:
-    """Each generation's members ranked once per request, and the parent of every new trial."""
+    """Who continues and who is replaced, and the parent of every new trial."""
 
     def __init__(self, population: _Population, threshold: float):
         self.population = population
-        by_generation: dict[int, list[Trial]] = {}
-        for (generation, _), trial in population.good.items():
-            if trial is not None:
-                by_generation.setdefault(generation, []).append(trial)
-        self.best: dict[int, list[Trial]] = {}  # best first
-        self.bottom: dict[int, int] = {}
-        self.top: dict[int, int] = {}
-        self.rank: dict[str, int] = {}
-        for generation, members in by_generation.items():
-            members.sort(key=lambda t: (t.value, t.name))
-            n = len(members)
-            self.best[generation] = members
-            self.bottom[generation] = min(math.floor(threshold * n + 1e-9), n - 1)
-            self.top[generation] = max(1, min(math.ceil(threshold * n - 1e-9), n - self.bottom[generation]))
-            self.rank.update((t.name, i) for i, t in enumerate(members))
+        self.threshold = threshold
+        self.generation_of: dict[str, int] = {}
+        self.best: dict[int, list[Trial]] = {}  # each generation's members with a value, best first
+        latest: dict[int, tuple[int, Trial]] = {}  # main slot -> its newest member with a value
+        for (generation, slot), trial in population.good.items():
+            if trial is None:
+                continue
+            self.generation_of[trial.name] = generation
+            self.best.setdefault(generation, []).append(trial)
+            if slot < population.size and generation >= latest.get(slot, (-1, trial))[0]:
+                latest[slot] = (generation, trial)
+        for members in self.best.values():
+            members.sort(key=_rank_key)
+        self.latest = [trial for _, trial in latest.values()]
+        self.bottoms: dict[int, set[str]] = {}
+
+    def _bottom(self, generation: int) -> set[str]:
+        """The members of `generation` in the bottom of the population as it stands: the newest member
+        with a value of every slot, and the extras of `generation`; the worst floor(q n) of those n."""
+        if generation not in self.bottoms:
+            newest = {t.name for t in self.latest}
+            extras = [t for t in self.best.get(generation, ()) if t.name not in newest]
+            standing = sorted(self.latest + extras, key=_rank_key)
+            count = min(math.floor(self.threshold * len(standing) + 1e-9), len(standing) - 1)
+            self.bottoms[generation] = {t.name for t in standing[len(standing) - count :] if self.generation_of[t.name] == generation}
+        return self.bottoms[generation]
 
     def parent(self, generation: int, slot: int, rng: random.Random) -> Trial | None:
         """The member whose checkpoint (and explored hyperparameters) the new trial starts from;
         None for a random point of generation 0."""
         if generation == 0:
             return None
-        members = self.best[generation - 1]
+        previous = generation - 1
         population = self.population
-        predecessor = population.good.get((generation - 1, slot)) if slot < population.size else None
+        predecessor = population.good.get((previous, slot)) if slot < population.size else None
         first = not population.attempts.get((generation, slot))
-        if predecessor is not None and first and self.rank[predecessor.name] < len(members) - self.bottom[generation - 1]:
+        if predecessor is not None and first and predecessor.name not in self._bottom(previous):
             return predecessor  # it continues from its own checkpoint
-        return members[rng.randrange(self.top[generation - 1])]  # exploit, a failed slot's replacement, or an extra
+        # exploit, a failed slot's replacement, or an extra: one of the best of the previous generation
+        members = self.best[previous]
+        bottom = min(math.floor(self.threshold * len(members) + 1e-9), len(members) - 1)
+        top = max(1, min(math.ceil(self.threshold * len(members) - 1e-9), len(members) - bottom))
+        return members[rng.randrange(top)]
+
+
+def _rank_key(trial: Trial) -> tuple:
+    return trial.value, trial.name  # best (lowest oriented value) first
 
 
 def _explore(space: SearchSpace, point: tuple, rng: random.Random, taken: Taken, resample: float | None) -> tuple:
