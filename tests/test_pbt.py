@@ -286,6 +286,23 @@ def test_incomplete_generation_children_come_from_its_finished_part(serve):
     assert max(by_generation(trials)) >= 2
 
 
+def test_an_early_finisher_is_judged_against_the_population_as_it_stands(serve):
+    """Generation 1 has finished only two members, 0.95 and 0.55. Among those two alone nobody is in
+    the bottom; against the population as it stands (the other slots' newest results, 0.9, 0.8 and
+    0.7 from generation 0) 0.55 is the worst fifth, so its slot restarts from the 0.95 member."""
+    client = serve("pbt")
+    exp = pbt(name="standing")
+    first = list(client.suggest(exp, [], count=5).parameter_assignments)
+    trials = [run(client.data_dir, exp, item, value=v) for item, v in zip(first, (0.9, 0.8, 0.7, 0.6, 0.5))]
+    second = list(client.suggest(exp, trials, count=5).parameter_assignments)
+    # slot k continues slot k, but the worst (0.5) is replaced by a child of the best (0.9)
+    assert [item.labels[PARENT] for item in second] == [t.name for t in trials[:4]] + [trials[0].name]
+    trials += [trial_pb(item.trial_name, values(item), "Running", {}, dict(item.labels)) for item in second[:3]]
+    trials += [run(client.data_dir, exp, second[3], value=0.95), run(client.data_dir, exp, second[4], value=0.55)]
+    third = list(client.suggest(exp, trials, count=2).parameter_assignments)
+    assert [item.labels[PARENT] for item in third] == [second[3].trial_name, second[3].trial_name]
+
+
 # -- state from the request: restarts, replicas, repeated requests -------------------------------------
 
 
