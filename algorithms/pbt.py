@@ -111,7 +111,7 @@ class Pbt(Algorithm):
             "suggestion_trial_dir",
             str,
             None,
-            "Where the trial container finds its checkpoint directory: Katib mounts <experiment>/<trial> of the "
+            "Where the trial container finds its checkpoint directory: Katib mounts EXPERIMENT/TRIAL of the "
             "data volume there (katib-local substitutes the path in the trial's command, args and env).",
             required=True,
         ),
