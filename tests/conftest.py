@@ -118,6 +118,13 @@ MIXED = [
 ]
 
 
+def status_of(call) -> tuple:
+    """(status code, details) of a call that must fail."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
+
+
 def points(reply) -> list[tuple]:
     """The assignments of a reply as hashable tuples of (name, value) pairs."""
     return [tuple(sorted((a.name, a.value) for a in item.assignments)) for item in reply.parameter_assignments]

@@ -15,7 +15,7 @@ from katib_services.algorithms.limits import Limits
 from katib_services.services.client import trial_pb
 from katib_services.services.pb import api_pb2
 
-from .conftest import categorical, double, experiment, integer, points
+from .conftest import categorical, double, experiment, integer, points, status_of
 
 ALGORITHMS = registry.names()
 FEW_STARTUP = {"tpe": {"n_startup_trials": 2}, "multivariate-tpe": {"n_startup_trials": 2}, "bayesianoptimization": {"n_initial_points": 2}}
@@ -25,12 +25,6 @@ FEW_STARTUP["pbt"] = {"suggestion_trial_dir": "/ckpt", "n_population": 5, "trunc
 def exp_for(algorithm, parameters, settings=None, **extra):
     extra.setdefault("maxTrialCount", 10 if algorithm == "grid" else 50)
     return experiment(parameters, algorithm=algorithm, settings={**FEW_STARTUP.get(algorithm, {}), **(settings or {})}, **extra)
-
-
-def status_of(call):
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    return caught.value.code(), caught.value.details()
 
 
 def valid_reply(client, exp, trials, count):

@@ -23,7 +23,7 @@ import pytest
 from katib_services.algorithms.pbt import GENERATION, PARENT
 from katib_services.services.client import trial_pb
 
-from .conftest import categorical, discrete, double, experiment, integer, points
+from .conftest import categorical, discrete, double, experiment, integer, points, status_of
 
 SETTINGS = {"suggestion_trial_dir": "/var/log/katib/checkpoints/", "n_population": 5, "truncation_threshold": 0.2}
 SPACE = [double("lr", "0.0001", "0.1", distribution="logUniform"), integer("batch", 8, 256)]
@@ -65,6 +65,13 @@ def run(data_dir, exp, item, condition="Succeeded", value=None):
     return trial_pb(item.trial_name, assignment, condition, metrics, dict(item.labels))
 
 
+def generation_zero(client, name):
+    """A new experiment and its first five trials, run."""
+    exp = pbt(name=name)
+    reply = client.suggest(exp, [], count=5)
+    return exp, [run(client.data_dir, exp, item) for item in reply.parameter_assignments]
+
+
 def drive(client, exp, generations, batch=5):
     """Asks for `batch` trials at a time and runs them; returns every trial. Before a child runs, its
     directory must hold exactly what its parent's held when the parent finished."""
@@ -99,12 +106,6 @@ def by_generation(trials):
     for t in trials:
         out.setdefault(int(labels(t)[GENERATION]), []).append(t)
     return out
-
-
-def status_of(call):
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    return caught.value.code(), caught.value.details()
 
 
 # -- generations, labels, parents, checkpoints ------------------------------------------------------
@@ -453,9 +454,7 @@ def test_a_planted_link_cannot_lead_outside(serve, tmp_path):
 
 def test_a_parent_directory_linked_outside_is_not_copied(serve, tmp_path):
     client = serve("pbt")
-    exp = pbt(name="parent-link")
-    reply = client.suggest(exp, [], count=5)
-    trials = [run(client.data_dir, exp, item) for item in reply.parameter_assignments]
+    exp, trials = generation_zero(client, "parent-link")
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "key").write_text("private")
@@ -472,9 +471,7 @@ def test_a_parent_directory_linked_outside_is_not_copied(serve, tmp_path):
 
 def test_links_in_a_checkpoint_are_copied_as_links_and_pipes_skipped(serve, tmp_path):
     client = serve("pbt")
-    exp = pbt(name="specials")
-    reply = client.suggest(exp, [], count=5)
-    trials = [run(client.data_dir, exp, item) for item in reply.parameter_assignments]
+    exp, trials = generation_zero(client, "specials")
     for t in trials:
         path = directory(client.data_dir, exp, t.name)
         (path / "outside").symlink_to(tmp_path)

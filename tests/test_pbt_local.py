@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from katib_services.algorithms.pbt import GENERATION, PARENT
-from katib_services.runner import cli
+
+from .test_local import result
+from .test_local import run as run_local
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -24,16 +26,10 @@ def simple_pbt(**spec):
 
 
 def run(tmp_path, document):
-    path = DATA / "simple-pbt.yaml"
-    if document is not None:
-        path = tmp_path / "simple-pbt.yaml"
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-        (tmp_path / "pbt_trial.py").write_text((DATA / "pbt_trial.py").read_text())
-    workdir = tmp_path / "work"
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["run", str(path), "--workdir", str(workdir)])
-    data = json.loads((workdir / "experiment.json").read_text())
-    return exited.value.code, workdir, data["trials"]
+    """katib-local on the manifest, with the trial script beside it: (exit code, work dir, trials)."""
+    (tmp_path / "pbt_trial.py").write_text((DATA / "pbt_trial.py").read_text())
+    code, workdir = run_local(tmp_path, document)
+    return code, workdir, result(workdir)[1]
 
 
 def checkpoint(workdir, trial):
@@ -41,7 +37,7 @@ def checkpoint(workdir, trial):
 
 
 def test_katibs_simple_pbt_runs_unchanged(tmp_path, capsys):
-    code, workdir, trials = run(tmp_path, None)
+    code, workdir, trials = run(tmp_path, simple_pbt())  # Katib's manifest as it is
     out = capsys.readouterr().out
     assert code == 0, out
     assert "resumePolicy" in out  # noticed as a field a local run ignores

@@ -16,16 +16,16 @@ import json
 import math
 from pathlib import Path
 
+from katib_services.numbers import parse_float
+
 GENERATION = "pbt.suggestion.katib.kubeflow.org/generation"
 PARENT = "pbt.suggestion.katib.kubeflow.org/parent"
 
 
 def _number(text) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return math.nan
-    return value if math.isfinite(value) else math.nan
+    """A metric or parameter value as a finite float, NaN when it is none."""
+    value = parse_float(str(text)) if text is not None else None
+    return math.nan if value is None else value
 
 
 def lineage(trials: list[dict], metric: str, maximize: bool = True) -> list[dict]:
