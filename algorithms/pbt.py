@@ -15,9 +15,9 @@ with a value:
   member's, not the loser's as in Katib's service) with its hyperparameters explored.
 
 The bottom is judged against the population as it stands (the asynchronous truncation selection
-of the PBT paper): generation g's members with a value, and for every slot that has none in it
-yet, that slot's newest result, ranked best first (ties by name); of those n, the worst
-floor(q n) (never all) are the bottom.
+of the PBT paper): generation g's results together with the newest result of every slot (an older
+one for a slot that is behind, a newer one for a slot that is ahead), ranked best first (ties by
+name); of those n, the worst floor(q n) (never all) are the bottom.
 The top of generation g is its best max(1, min(ceil(q m), m - floor(q m))) of its m members with a
 value. When whole generations finish together, both are simply generation g's ranking. When a
 generation is not complete, the free slots of the next one are built from its finished part:
@@ -279,13 +279,11 @@ class _Ranking:
         self.population = population
         self.threshold = threshold
         self.best: dict[int, list[Trial]] = {}  # each generation's members with a value, best first
-        self.slots: dict[int, set[int]] = {}  # each generation's slots that have a value
         self.newest: dict[int, tuple[int, Trial]] = {}  # main slot -> (generation, its newest member with a value)
         for (generation, slot), trial in population.good.items():
             if trial is None:
                 continue
             self.best.setdefault(generation, []).append(trial)
-            self.slots.setdefault(generation, set()).add(slot)
             if slot < population.size and generation >= self.newest.get(slot, (-1, trial))[0]:
                 self.newest[slot] = (generation, trial)
         for members in self.best.values():
@@ -294,15 +292,14 @@ class _Ranking:
 
     def _bottom(self, generation: int) -> set[str]:
         """The members of `generation` in the bottom of the population as it stands: the
-        generation's members with a value, and the newest result of every slot that has none in
-        it yet; of those n, the worst floor(q n)."""
+        generation's results together with the newest result of every slot; of those n, the
+        worst floor(q n)."""
         if generation not in self.bottoms:
-            have = self.slots.get(generation, set())
-            behind = [t for slot, (g, t) in self.newest.items() if g < generation and slot not in have]
-            standing = sorted(self.best.get(generation, []) + behind, key=_rank_key)
+            own = self.best.get(generation, [])
+            names = {t.name for t in own}
+            standing = sorted(own + [t for _, t in self.newest.values() if t.name not in names], key=_rank_key)
             count = min(math.floor(self.threshold * len(standing) + 1e-9), len(standing) - 1)
-            own = {t.name for t in self.best.get(generation, [])}
-            self.bottoms[generation] = {t.name for t in standing[len(standing) - count :]} & own
+            self.bottoms[generation] = {t.name for t in standing[len(standing) - count :]} & names
         return self.bottoms[generation]
 
     def parent(self, generation: int, slot: int, rng: random.Random) -> Trial | None:

@@ -1,6 +1,6 @@
 """PBT against random search on the PBT example's objective (examples/pbt), with the same budget.
 
-    python bench/pbt.py [--seeds 5] [--trials 60] [--population 10] [--processes] [--figure PATH]
+    python bench/pbt.py [--seeds 5] [--trials 60] [--population 10] [--shuffle | --processes] [--figure PATH]
 
 Each run is examples/pbt/experiment.yaml (pbt: n_population 10, truncation_threshold 0.2) or
 examples/pbt/random.yaml (random search), 60 trials of 3 epochs, 10 at a time (6 generations),
@@ -10,9 +10,11 @@ to a `katib-suggestion` server (with a temporary --data-dir) and a `katib-dbmana
 By default each trial runs examples/pbt/train.py's `run` in this process, in the checkpoint
 directory the service prepared for it (random search has none: every trial starts from scratch).
 Trials then finish in the order they started, so a generation is complete before the next one is
-asked for, and every run is deterministic. With --processes every run is `katib-local run`
-instead: trials are processes that finish in whatever order the machine gives, so generations
-overlap (pbt's rule for incomplete generations applies) and results vary from run to run.
+asked for, and every run is deterministic. With --shuffle the running trials finish one to three
+at a time, in a random order seeded by the run's seed: generations overlap (pbt's rule for
+incomplete generations applies), and runs are still deterministic. With --processes every run is
+`katib-local run`: trials are processes that finish in whatever order the machine gives, so
+generations overlap and results vary from run to run.
 
 Prints, per algorithm, the best final accuracy of each seed and their median, then the ratio of
 the medians (the goal: pbt at least 1.5 times random). --figure writes the generations plot
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -51,14 +54,29 @@ GOAL = 1.5
 
 class CheckpointExecutor(FunctionExecutor):
     """Runs each trial as examples/pbt/train.py would, in this process: in the trial's checkpoint
-    directory under the service's --data-dir when there is one, from scratch otherwise."""
+    directory under the service's --data-dir when there is one, from scratch otherwise. With
+    `shuffle`, trials wait until `wait` ends one to three of them, drawn at random."""
 
-    def __init__(self, data_dir: Path, experiment: str, epochs: int):
+    def __init__(self, data_dir: Path, experiment: str, epochs: int, shuffle: random.Random | None = None):
         super().__init__(objective=None)
         self.directory = data_dir / experiment
         self.epochs = epochs
+        self.shuffle = shuffle
+        self.queued: list = []
 
     def start(self, trial, collector) -> None:
+        if self.shuffle is None:
+            self._run(trial, collector)
+        else:
+            self.queued.append((trial, collector))
+
+    def wait(self, timeout: float) -> list:
+        if self.shuffle is not None:
+            for _ in range(min(len(self.queued), self.shuffle.choice((1, 1, 1, 2, 3)))):
+                self._run(*self.queued.pop(self.shuffle.randrange(len(self.queued))))
+        return super().wait(timeout)
+
+    def _run(self, trial, collector) -> None:
         checkpoint = self.directory / trial.name
         lr, decay = float(trial.assignment["lr"]), float(trial.assignment["weight_decay"])
         where = str(checkpoint) if checkpoint.is_dir() else None
@@ -84,9 +102,9 @@ def epochs_of(document: dict) -> int:
     return next(int(arg.split("=", 1)[1]) for arg in container["command"] if arg.startswith("--epochs="))
 
 
-def run_in_process(document: dict, data_dir: Path, db: ServerProcess, suggestion: ServerProcess) -> list[dict]:
+def run_in_process(document: dict, data_dir: Path, db: ServerProcess, suggestion: ServerProcess, shuffle=None) -> list[dict]:
     config = spec.parse(document, base_dir=EXAMPLE)
-    executor = CheckpointExecutor(data_dir, config.name, epochs_of(document))
+    executor = CheckpointExecutor(data_dir, config.name, epochs_of(document), shuffle)
     outcome = Controller(config, Endpoints(suggestion.channel, db.channel, db.address), executor, State(Path(":memory:"))).run()
     if outcome.status != "Succeeded":
         raise RuntimeError(f"{config.name}: {outcome.status}: {outcome.message}")
@@ -116,11 +134,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--population", type=int, default=10, help="n_population, and parallelTrialCount")
-    parser.add_argument("--processes", action="store_true", help="run each experiment with katib-local, trials as processes")
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--shuffle", action="store_true", help="trials finish in a seeded random order: generations overlap")
+    order.add_argument("--processes", action="store_true", help="run each experiment with katib-local, trials as processes")
     parser.add_argument("--figure", type=Path, help="write the generations plot of the first pbt run here")
     args = parser.parse_args()
 
-    mode = "katib-local, trials as processes" if args.processes else "trials in process, generation by generation"
+    mode = "trials in process, generation by generation"
+    if args.shuffle:
+        mode = "trials in process, finishing in a seeded random order"
+    if args.processes:
+        mode = "katib-local, trials as processes"
     print(f"best final accuracy: {args.trials} trials of 3 epochs, {args.population} at a time; n_population {args.population}; {mode}\n")
     print("| algorithm | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " | median | seconds |")
     print("|---" * (args.seeds + 3) + "|")
@@ -134,7 +158,11 @@ def main() -> None:
                 results = []
                 for seed in range(args.seeds):
                     document = manifest(algorithm, seed, args.trials, args.population)
-                    trials = run_processes(document, Path(tmp)) if args.processes else run_in_process(document, data_dir, db, suggestion)
+                    if args.processes:
+                        trials = run_processes(document, Path(tmp))
+                    else:
+                        shuffle = random.Random(seed) if args.shuffle else None
+                        trials = run_in_process(document, data_dir, db, suggestion, shuffle)
                     results.append(best_final(trials))
                     if args.figure and algorithm == "pbt" and seed == 0:
                         parameters = document["spec"]["parameters"]
