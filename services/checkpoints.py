@@ -58,10 +58,11 @@ class CheckpointDirectories:
         if not planned:
             return
         _component(experiment, "metadata.name")
-        for i, proposal in enumerate(planned):
-            _component(proposal.trial_name, f"parameter_assignments[{i}].trial_name")
-            if proposal.checkpoint.source:
-                _component(proposal.checkpoint.source, f"the parent of trial {quote(proposal.trial_name)}")
+        for i, proposal in enumerate(proposals):
+            if proposal.checkpoint is not None:
+                _component(proposal.trial_name, f"parameter_assignments[{i}].trial_name")
+                if proposal.checkpoint.source:
+                    _component(proposal.checkpoint.source, f"the parent of trial {quote(proposal.trial_name)}")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             root = self.root.resolve(strict=True)
