@@ -16,6 +16,7 @@ _LOCATIONS = {
     "grid": "katib_services.algorithms.grid:GridSearch",
     "hyperband": "katib_services.algorithms.hyperband:Hyperband",
     "multivariate-tpe": "katib_services.algorithms.multivariate_tpe:MultivariateTpe",
+    "pbt": "katib_services.algorithms.pbt:Pbt",
     "random": "katib_services.algorithms.random_search:RandomSearch",
     "sobol": "katib_services.algorithms.sobol:Sobol",
     "tpe": "katib_services.algorithms.tpe:Tpe",

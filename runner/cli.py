@@ -9,28 +9,21 @@ sets `earlyStopping`, the early-stopping service start as child processes on loo
 an address option connects to a running server instead. Trials run as local processes.
 
 Exit status: 0 when the experiment Succeeded, 1 when it Failed, 2 for a bad manifest or
-command line, 130 when interrupted.
+command line, 130 after Ctrl-C (SIGINT), 143 after SIGTERM, 129 after SIGHUP. Whatever the ending,
+the trials and the services it started are stopped (their process groups) before it exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
+import signal
 import sys
 from pathlib import Path
 
-import grpc
-
-from katib_services.algorithms import registry
-from katib_services.algorithms.errors import InvalidSpec
-
-from . import report, spec
-from .controller import Controller, Endpoints, ExperimentError
-from .local import ProcessExecutor
-from .state import State
-
-EXIT_CODES = {"Succeeded": 0, "Failed": 1, "Interrupted": 130}
+EXIT_CODES = {"Succeeded": 0, "Failed": 1}
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXTRAS = "python -m pip install 'katib-services[local]'"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,55 +37,99 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--earlystopping-address", help="use this running early-stopping service")
     run.add_argument("--dbmanager-address", help="use this running DB manager")
     args = parser.parse_args(argv)
+    missing = _missing_extras()
+    if missing:
+        print(f"katib-local: needs {' and '.join(missing)}, which `pip install katib-services` leaves out: {EXTRAS}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(run_experiment(args))
 
 
+def _missing_extras() -> list[str]:
+    """The packages of the [local] extra that cannot be imported (checked before any trial)."""
+    missing = []
+    for module, package in (("yaml", "PyYAML"), ("matplotlib", "matplotlib")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(package)
+    return missing
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: stop the trials and services, keep the state for --resume."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """The first SIGINT, SIGTERM or SIGHUP raises Interrupted; later ones wait for the clean-up."""
+    received: list[int] = []
+
+    def handler(signum, _frame):
+        if not received:
+            received.append(signum)
+            raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def run_experiment(args: argparse.Namespace) -> int:
+    from katib_services.algorithms.errors import InvalidSpec
+
+    from . import report, spec
+    from .controller import Controller, ExperimentError
+    from .local import ProcessExecutor
+    from .state import State
+
     try:
         config = spec.load(args.experiment)
     except (InvalidSpec, OSError) as error:
         print(f"katib-local: {args.experiment}: {error}", file=sys.stderr)
         return 2
-    workdir = args.workdir or Path("runs") / config.name
+    workdir = (args.workdir or Path("runs") / config.name).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     state = State(workdir / "experiment.db")
-    try:
-        problem = _check_workdir(state, config, args.resume, workdir)
-        if problem:
-            print(f"katib-local: {problem}", file=sys.stderr)
-            return 2
-        state.put("manifest", config.spec | {"name": config.name})
-        with contextlib.ExitStack() as servers:
+    executor = ProcessExecutor(config, workdir)
+    with _signals_interrupt() as received, contextlib.ExitStack() as servers:
+        try:
+            problem = _check_workdir(state, config, args.resume, workdir)
+            if problem:
+                print(f"katib-local: {problem}", file=sys.stderr)
+                return 2
+            state.put("manifest", config.spec | {"name": config.name})
             try:
-                endpoints = _endpoints(config, args, workdir, servers)
+                endpoints = _endpoints(config, args, workdir, servers, executor.data_dir)
             except ExperimentError as error:
                 print(f"katib-local: {error}", file=sys.stderr)
                 return 2
             print(f"experiment {config.name}: {config.spec['algorithm']['algorithmName']}, work directory {workdir}")
+            if config.notices:
+                print("notice: katib-local ignores these fields, which Katib uses: " + "; ".join(config.notices))
             controller = Controller(
-                config,
-                endpoints,
-                ProcessExecutor(config, workdir),
-                state,
-                on_change=lambda c, t: print(report.progress_line(c, t), flush=True),
+                config, endpoints, executor, state, on_change=lambda c, t: print(report.progress_line(c, t), flush=True)
             )
             outcome = controller.run()
-        print(f"\nexperiment {config.name} {outcome.status}: {outcome.message}")
-        if outcome.trials:
-            print("\n" + report.trials_table(config, outcome.trials))
-            print("\n" + report.summary_line(outcome.trials))
-        if outcome.best:
-            best = outcome.best
-            params = ", ".join(f"{k}={v}" for k, v in best.assignment.items())
-            print(f"\nbest trial {best.name}: {config.objective_metric}={best.observation[config.objective_metric]} ({params})")
-        written = report.write(workdir, config, outcome)
-        print("wrote " + ", ".join(str(p) for p in written))
-        return EXIT_CODES[outcome.status]
-    finally:
-        state.close()
+            report.show(config, outcome, workdir)
+            if received:
+                return 128 + received[0]
+            return EXIT_CODES[outcome.status]
+        except Interrupted as interrupted:  # between the controller's own handling and here
+            print(f"\nkatib-local: stopped by {signal.Signals(interrupted.signum).name}", file=sys.stderr)
+            return 128 + interrupted.signum
+        finally:
+            executor.kill_all()
+            state.close()
 
 
-def _check_workdir(state: State, config: spec.ExperimentConfig, resume: bool, workdir: Path) -> str | None:
+def _check_workdir(state, config, resume: bool, workdir: Path) -> str | None:
     previous = state.get("manifest")
     if resume and previous is None:
         return f"--resume: {workdir} holds no run to resume"
@@ -103,8 +140,13 @@ def _check_workdir(state: State, config: spec.ExperimentConfig, resume: bool, wo
     return None
 
 
-def _endpoints(config: spec.ExperimentConfig, args, workdir: Path, servers: contextlib.ExitStack) -> Endpoints:
+def _endpoints(config, args, workdir: Path, servers: contextlib.ExitStack, data_dir: Path):
+    import grpc
+
+    from katib_services.algorithms import registry
     from katib_services.services.client import ServerProcess
+
+    from .controller import Endpoints, ExperimentError
 
     def connect(address: str | None, argv: list[str]) -> tuple[grpc.Channel, str]:
         if address:
@@ -123,15 +165,16 @@ def _endpoints(config: spec.ExperimentConfig, args, workdir: Path, servers: cont
     algorithm = config.spec["algorithm"]["algorithmName"]
     if algorithm not in registry.names():
         algorithm = registry.names()[0]  # the server's validation then names the unknown algorithm
-    suggestion, _ = connect(args.suggestion_address, ["katib_services.services.suggestion", "--algorithm", algorithm])
+    suggestion, _ = connect(
+        args.suggestion_address, ["katib_services.services.suggestion", "--algorithm", algorithm, "--data-dir", str(data_dir)]
+    )
     earlystopping = None
     if config.early_stopping:
+        from katib_services.earlystopping.rules import RULES
+
         name = config.early_stopping["algorithmName"]
-        if not args.earlystopping_address and importlib.util.find_spec("katib_services.services.earlystopping") is None:
-            raise ExperimentError(
-                f"spec.earlyStopping.algorithmName: no early-stopping service for {name!r} is installed; "
-                "pass --earlystopping-address or remove earlyStopping"
-            )
+        if name not in RULES:
+            name = "medianstop"  # the server's validation then names the unknown rule
         earlystopping, _ = connect(args.earlystopping_address, ["katib_services.services.earlystopping", "--algorithm", name])
     return Endpoints(suggestion, dbmanager, dbmanager_address, earlystopping)
 

@@ -9,17 +9,22 @@ What it does, as Katib does:
   assignments; each request carries every trial with its latest condition and observation
   (except MetricsUnavailable trials and EarlyStopped trials without an observation, which Katib
   leaves out), `current_request_number` and `total_request_number`;
-* honours the reply's `trial_name`, `labels` and `algorithm` settings, which are merged by name
+* honours the reply's `trial_name` (a Kubernetes object name, unique in the experiment: anything
+  else ends the run, naming the reply), `labels` and `algorithm` settings, which are merged by name
   and sent back in every later request; a reply of the wrong size ends the experiment;
 * gets early-stopping rules for each new batch of trials;
 * computes a finished trial's observation from its logs in the DB manager, by metric strategy;
-* ends on the goal, on `maxTrialCount` completed trials, or when more than
-  `maxFailedTrialCount` trials failed (then the experiment Failed).
+* ends on the goal, on `maxTrialCount` completed trials, or once `maxFailedTrialCount` trials
+  failed (then the experiment Failed), as Katib's controller does.
+
+Completed trials are those that ended, except trials the runner stopped because the run itself was
+interrupted: `--resume` runs those again.
 """
 
 from __future__ import annotations
 
-import math
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -30,15 +35,20 @@ from katib_services.earlystopping.rules import Rule
 from katib_services.services.client import experiment_pb, trial_pb
 from katib_services.services.pb import api_pb2, api_pb2_grpc
 
+from katib_services.numbers import parse_float, quote
+from katib_services.obslog import now_rfc3339
+
 from .collector import TrialCollector, rule_from_pb
 from .metrics import MetricParser
-from katib_services.obslog import now_rfc3339
 from .spec import ExperimentConfig
 from .state import INTERRUPTED, PENDING, State, TrialRecord
 
 SUGGESTION_DEADLINE_SECONDS = 60.0  # Katib's deadline for GetSuggestions
 CALL_DEADLINE_SECONDS = 10.0
+STOP_SECONDS = 30.0  # how long stopping waits for the trials' ends (their processes get 5 s, then SIGKILL)
 STRATEGY = {"min": min, "max": max}
+# A Trial is a Kubernetes object and its name a path component here: a lowercase DNS-1123 label.
+TRIAL_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 
 
 class ExperimentError(RuntimeError):
@@ -53,6 +63,7 @@ class Finished:
     exit_code: int | None = 0
     early_stopped: bool = False
     killed: bool = False
+    error: bool = False  # the trial could not be run or its metrics collected: Failed with `message`
     message: str = ""
 
 
@@ -123,9 +134,10 @@ class Controller:
                     raise ExperimentError("no trial is running and none can be created")
                 for finished in self.executor.wait(timeout=0.5):
                     self._finish(finished)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or a signal katib-local turns into one
             self._stop_running(INTERRUPTED)
-            return self._outcome("Interrupted", "Interrupted", "stopped by Ctrl-C; run again with --resume to continue")
+            why = str(interrupt) or "Ctrl-C"
+            return self._outcome("Interrupted", "Interrupted", f"stopped by {why}; run again with --resume to continue")
         except ExperimentError as error:
             self._stop_running()
             return self._outcome("Failed", "ExperimentError", str(error))
@@ -172,6 +184,10 @@ class Controller:
     def count(self, *conditions: str) -> int:
         return sum(t.condition in conditions for t in self.trials)
 
+    def completed(self) -> int:
+        """Trials that ended, less those stopped by an interruption (a resumed run reruns them)."""
+        return sum(t.finished and not (t.condition == "Killed" and t.message == INTERRUPTED) for t in self.trials)
+
     # -- steps ----------------------------------------------------------------------------------
 
     def _ending(self) -> Outcome | None:
@@ -180,16 +196,18 @@ class Controller:
         if best is not None and config.goal_reached(best.objective(config.objective_metric)):
             return self._outcome("Succeeded", "GoalReached", f"the objective goal {config.goal:g} was reached")
         failed = self.count("Failed")
-        if config.max_failed_trials is not None and failed > config.max_failed_trials:
+        if config.max_failed_trials is not None and failed and failed >= config.max_failed_trials:
             return self._outcome(
-                "Failed", "MaxFailedTrialsReached", f"{failed} trials failed, more than maxFailedTrialCount ({config.max_failed_trials})"
+                "Failed", "MaxFailedTrialsReached", f"{failed} trials failed (maxFailedTrialCount {config.max_failed_trials})"
             )
-        completed = sum(t.finished for t in self.trials)
+        completed = self.completed()
         if config.max_trials is not None and completed >= config.max_trials:
             return self._outcome("Succeeded", "MaxTrialsReached", f"{completed} trials completed (maxTrialCount {config.max_trials})")
         return None
 
     def _outcome(self, status: str, reason: str, message: str) -> Outcome:
+        if status != "Interrupted" and self.trials and not any(t.objective(self.config.objective_metric) is not None for t in self.trials):
+            message += f"; no trial reported {self.config.objective_metric}: {self.config.collector_hint()}"
         self.state.put("outcome", {"status": status, "reason": reason, "message": message})
         return Outcome(status, reason, message, self.best(), list(self.trials))
 
@@ -216,17 +234,33 @@ class Controller:
                 f"the suggestion service returned {len(reply.parameter_assignments)} assignments for a request "
                 f"of {count}; Katib would retry such a reply forever, so the experiment stops here"
             )
+        names = self._trial_names(reply)
         self.total_requested += count
         self.state.put("total_requested", self.total_requested)
         for setting in reply.algorithm.algorithm_settings:
             self.settings[setting.name] = setting.value
         self.state.put("settings", self.settings)
         rules = self._early_stopping_rules(experiment)
-        for item in reply.parameter_assignments:
-            name = item.trial_name or f"{self.config.name}-{len(self.trials) + 1:03d}"
+        for name, item in zip(names, reply.parameter_assignments):
             trial = TrialRecord(name, {a.name: a.value for a in item.assignments}, dict(item.labels))
             self.trials.append(trial)
             self._launch(trial, rules)
+
+    def _trial_names(self, reply: api_pb2.GetSuggestionsReply) -> list[str]:
+        """The names of the reply's trials: the service's, checked as Katib's API server would, or
+        `<experiment>-<number>` with a fixed width."""
+        taken = {t.name for t in self.trials}
+        names = []
+        for i, item in enumerate(reply.parameter_assignments):
+            name = item.trial_name or self.config.trial_name(len(self.trials) + len(names) + 1)
+            where = f"the suggestion service's reply, parameter_assignments[{i}].trial_name {quote(name, 80)}"
+            if not TRIAL_NAME.fullmatch(name):
+                raise ExperimentError(f"{where} is not a Kubernetes object name (a lowercase DNS-1123 label of at most 63 characters)")
+            if name in taken:
+                raise ExperimentError(f"{where} is already the name of a trial of this experiment")
+            taken.add(name)
+            names.append(name)
+        return names
 
     def _early_stopping_rules(self, experiment: api_pb2.Experiment) -> list[Rule]:
         if self.earlystopping is None:
@@ -254,12 +288,24 @@ class Controller:
         self.executor.start(trial, collector)
         self.on_change(self, trial)
 
-    def _finish(self, finished: Finished) -> None:
+    def _finish(self, finished: Finished, stopping: bool = False) -> None:
+        """Records a trial's end. Without the DB manager the trial still ends (Failed, with the
+        reason) before the run does; while the run is stopping it just has no observation."""
         trial = next(t for t in self.trials if t.name == finished.name)
-        trial.observation = self._observation(trial.name)
         trial.completion_time = now_rfc3339()
         trial.message = finished.message
-        if finished.killed:
+        try:
+            trial.observation = self._observation(trial.name)
+        except ExperimentError as error:
+            if not stopping:
+                trial.condition = "Failed" if not finished.killed else "Killed"
+                trial.message = "; ".join(m for m in (finished.message, str(error)) if m)
+                self.state.save(trial)
+                self.on_change(self, trial)
+                raise
+        if finished.error:
+            trial.condition = "Failed"
+        elif finished.killed:
             trial.condition = "Killed"
         elif finished.early_stopped:
             trial.condition = "EarlyStopped"
@@ -301,7 +347,7 @@ class Controller:
             reported = values.get(metric)
             if not reported:
                 continue
-            numbers = [float(v) for v in reported if _is_number(v)]
+            numbers = [n for n in map(parse_float, reported) if n is not None]
             pick = STRATEGY.get(strategy)
             observation[metric] = repr(pick(numbers)) if pick and numbers else reported[-1]
         return observation
@@ -317,17 +363,17 @@ class Controller:
                 self._launch(trial, self._early_stopping_rules(self.experiment()))
 
     def _stop_running(self, message: str = "the experiment ended") -> None:
+        """Stops every running trial and records it Killed with `message`. A trial whose end the
+        executor does not report within STOP_SECONDS is recorded Killed without it."""
         if not any(t.condition in PENDING for t in self.trials):
             return
         self.executor.stop_all()
-        while any(t.condition in PENDING for t in self.trials):
+        deadline = time.monotonic() + STOP_SECONDS
+        while any(t.condition in PENDING for t in self.trials) and time.monotonic() < deadline:
             for finished in self.executor.wait(timeout=1.0):
-                finished.killed, finished.message = True, message
-                self._finish(finished)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+                finished.killed, finished.error, finished.message = True, False, message
+                self._finish(finished, stopping=True)
+        for trial in self.trials:
+            if trial.condition in PENDING:
+                trial.condition, trial.message, trial.completion_time = "Killed", message, now_rfc3339()
+                self.state.save(trial)

@@ -1,8 +1,11 @@
 """A PNG summary of an experiment's trials, like the two views of Katib's UI.
 
 Left: parallel coordinates, one vertical axis per parameter and a last one for the objective, one
-polyline per trial with an objective, coloured so that brighter is better. Right: the objective of
-each trial in order, with the best-so-far as a step line.
+polyline per trial with an objective, coloured so that brighter is better (early-stopped trials
+dashed). Right: the objective of each trial in order, with the best-so-far as a step line; each
+condition has its own marker: Succeeded a filled circle, EarlyStopped a hollow triangle at the
+value it had when stopped, Failed a red cross and other trials without a result a grey cross, both
+at the bottom. Only Succeeded and EarlyStopped trials are given an objective by the caller.
 
 matplotlib is imported inside `plot_results`, so importing this module costs nothing.
 """
@@ -124,7 +127,7 @@ def plot_results(
     cmap = "viridis" if maximize else "viridis_r"
     numbered = [(i + 1, t, _float(t.get("objective"))) for i, t in enumerate(trials)]
     scored = [(n, t, y) for n, t, y in numbered if not math.isnan(y)]
-    missing = [n for n, _, y in numbered if math.isnan(y)]
+    missing = [(n, t.get("condition", "")) for n, t, y in numbered if math.isnan(y)]
 
     fig = Figure(figsize=(12, 5), dpi=110)
     FigureCanvasAgg(fig)
@@ -164,8 +167,9 @@ def _parallel(ax, parameters, scored, metric, norm, cmap, maximize) -> None:
         ys = [axis.position(assignment.get(axis.name)) for axis in axes]
         ys.append((y - lo) / (hi - lo))
         top = trial is best[1]
+        early = trial.get("condition") == "EarlyStopped"
         ax.plot(xs, ys, color=colors(norm(y)), linewidth=2.6 if top else 1.3, alpha=1.0 if top else 0.8,
-                zorder=3 if top else 2, marker="o", markersize=3)
+                zorder=3 if top else 2, marker="v" if early else "o", markersize=3, linestyle="--" if early else "-")
 
     box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
     for x, axis in zip(xs, axes + [None]):
@@ -194,6 +198,12 @@ def _parallel(ax, parameters, scored, metric, norm, cmap, maximize) -> None:
     ax.set_title(f"parallel coordinates ({len(scored)} trials with {metric})", fontsize=10)
 
 
+def plt_color(cmap: str, norm, value: float):
+    from matplotlib import colormaps
+
+    return colormaps[cmap](norm(value))
+
+
 def _history(ax, scored, missing, metric, maximize, norm, cmap) -> None:
     """The objective against trial number, the best so far, and trials without an objective."""
     direction = "maximize: higher is better" if maximize else "minimize: lower is better"
@@ -210,12 +220,20 @@ def _history(ax, scored, missing, metric, maximize, norm, cmap) -> None:
             best.append(running)
         last = len(scored) + len(missing) + 0.5  # the best so far holds until the last trial
         ax.step(numbers + [last], best + best[-1:], where="post", color="tab:orange", linewidth=2, label="best so far", zorder=2)
-        ax.scatter(numbers, values, c=values, cmap=cmap, norm=norm, edgecolors="0.2", linewidths=0.5,
-                   s=36, label=metric, zorder=3)
-    if missing:
-        # x in data coordinates, y at the bottom of the axes whatever the objective's range
-        ax.scatter(missing, [0.04] * len(missing), transform=ax.get_xaxis_transform(), marker="x",
-                   color="0.55", s=40, label="no objective", zorder=3, clip_on=False)
+        done = [(n, y) for n, t, y in scored if t.get("condition") != "EarlyStopped"]
+        early = [(n, y) for n, t, y in scored if t.get("condition") == "EarlyStopped"]
+        if done:
+            ax.scatter(*zip(*done), c=[y for _, y in done], cmap=cmap, norm=norm, edgecolors="0.2", linewidths=0.5,
+                       s=36, label=f"{metric} (succeeded)", zorder=3)
+        if early:
+            ax.scatter(*zip(*early), facecolors="none", edgecolors=[plt_color(cmap, norm, y) for _, y in early],
+                       linewidths=1.5, marker="v", s=46, label="early stopped (value when stopped)", zorder=3)
+    for label, color, wanted in (("failed", "tab:red", True), ("no result", "0.55", False)):
+        numbers = [n for n, condition in missing if (condition == "Failed") == wanted]
+        if numbers:
+            # x in data coordinates, y at the bottom of the axes whatever the objective's range
+            ax.scatter(numbers, [0.04] * len(numbers), transform=ax.get_xaxis_transform(), marker="x",
+                       color=color, s=40, label=label, zorder=3, clip_on=False)
     if not scored:
         ax.text(0.5, 0.5, NO_OBJECTIVE_TEXT, ha="center", va="center", fontsize=11, color="0.4",
                 transform=ax.transAxes)

@@ -23,7 +23,7 @@ def progress_line(controller: Controller, trial: TrialRecord) -> str:
         value = trial.observation.get(metric, "-")
         event = f"{trial.name} {trial.condition:<18} {metric}={value}" + (f" ({trial.message})" if trial.message else "")
     running = controller.count(*PENDING)
-    done = sum(t.finished for t in controller.trials)
+    done = controller.completed()
     limit = f"/{config.max_trials}" if config.max_trials else ""
     best = controller.best()
     best_text = f"best {metric}={best.observation[metric]} ({best.name})" if best else "no result yet"
@@ -58,8 +58,25 @@ def trials_table(config: ExperimentConfig, trials: list[TrialRecord]) -> str:
     return "\n".join(lines)
 
 
+def show(config: ExperimentConfig, outcome: Outcome, workdir: Path) -> None:
+    """The end of a run: its status, the trials table, the best trial, and the files written."""
+    print(f"\nexperiment {config.name} {outcome.status}: {outcome.message}")
+    if outcome.trials:
+        print("\n" + trials_table(config, outcome.trials))
+        print("\n" + summary_line(outcome.trials))
+    if outcome.best:
+        best = outcome.best
+        params = ", ".join(f"{k}={v}" for k, v in best.assignment.items())
+        print(f"\nbest trial {best.name}: {config.objective_metric}={best.observation[config.objective_metric]} ({params})")
+    written = write(workdir, config, outcome)
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Path]:
-    """trials.csv, experiment.json and results.png in the work directory."""
+    """experiment.json in the work directory, and trials.csv and results.png once a trial ran."""
+    json_path = _write_json(workdir, config, outcome)
+    if not outcome.trials:
+        return [json_path]
     names = [p["name"] for p in config.spec["parameters"]]
     metrics = config.metric_names
     csv_path = workdir / "trials.csv"
@@ -71,6 +88,32 @@ def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Pat
                 [t.name, t.condition, *(t.assignment.get(n, "") for n in names), *(t.observation.get(m, "") for m in metrics)]
                 + [t.start_time, t.completion_time, t.message, json.dumps(t.labels, sort_keys=True) if t.labels else ""]
             )
+    png_path = workdir / "results.png"
+    from .plot import plot_results
+
+    plot_results(
+        png_path,
+        config.spec["parameters"],
+        [
+            {
+                "name": t.name,
+                "condition": t.condition,
+                "assignment": t.assignment,
+                # a result is what a Succeeded or EarlyStopped trial reported; a Failed trial's partial value is not
+                "objective": t.objective(config.objective_metric) if t.condition in RESULTS else None,
+            }
+            for t in outcome.trials
+        ],
+        config.objective_metric,
+        config.objective_type,
+    )
+    return [csv_path, json_path, png_path]
+
+
+RESULTS = ("Succeeded", "EarlyStopped")
+
+
+def _write_json(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> Path:
     json_path = workdir / "experiment.json"
     best = outcome.best
     json_path.write_text(
@@ -89,17 +132,4 @@ def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Pat
             indent=2,
         )
     )
-    png_path = workdir / "results.png"
-    from .plot import plot_results
-
-    plot_results(
-        png_path,
-        config.spec["parameters"],
-        [
-            {"name": t.name, "condition": t.condition, "assignment": t.assignment, "objective": t.objective(config.objective_metric)}
-            for t in outcome.trials
-        ],
-        config.objective_metric,
-        config.objective_type,
-    )
-    return [csv_path, json_path, png_path]
+    return json_path

@@ -18,11 +18,13 @@ import yaml
 
 from katib_services.algorithms.errors import InvalidSpec, Problems
 
-from . import metrics
+from . import fields, metrics
 
 DEFAULT_PARALLEL_TRIALS = 3  # Katib's default parallelTrialCount
 STRATEGIES = ("min", "max", "latest")
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+# Katib's rule for experiment names (its validating webhook), within a Kubernetes label's 63 characters.
+EXPERIMENT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 TRIAL_SPEC_REFERENCES = {"${trialSpec.Name}": "name", "${trialSpec.Namespace}": "namespace"}
 
 
@@ -34,6 +36,8 @@ class Container:
     args: list[str]
     env: dict[str, str]
     working_dir: str | None = None
+    image: str = ""
+    where: str = ""  # the container's path in the manifest
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class ExperimentConfig:
     trial_parameters: dict[str, str]  # trial parameter name -> reference
     container: Container
     base_dir: Path = field(default=Path("."))
+    notices: tuple[str, ...] = ()  # fields Katib uses that a local run ignores
 
     @property
     def metric_names(self) -> list[str]:
@@ -65,6 +70,33 @@ class ExperimentConfig:
     def better(self, a: float, b: float) -> bool:
         """Whether objective value `a` beats `b`."""
         return a > b if self.objective_type == "maximize" else a < b
+
+    def trial_name(self, number: int) -> str:
+        """`<experiment>-<number>`, the number zero-padded to one width for the whole run."""
+        width = max(3, len(str(self.max_trials))) if self.max_trials else 6
+        return f"{self.name[: 62 - width]}-{number:0{width}d}"
+
+    @property
+    def suggestion_trial_dir(self) -> str:
+        """The `suggestion_trial_dir` algorithm setting (pbt: where a trial finds its checkpoint), or ""."""
+        for setting in self.spec.get("algorithm", {}).get("algorithmSettings") or []:
+            if isinstance(setting, dict) and setting.get("name") == "suggestion_trial_dir":
+                return str(setting.get("value", "")).strip()
+        return ""
+
+    def collector_hint(self) -> str:
+        """What the metrics collector expects, for a run in which no trial reported the objective."""
+        metric, c = self.objective_metric, self.collector
+        if c.kind == metrics.NONE:
+            return "the metrics collector is None, so no metric is collected"
+        where = "their output (stdout and stderr)" if c.kind == metrics.STDOUT else f"the file {c.path} (each trial gets its own copy)"
+        if c.format == metrics.JSON:
+            shape = f'JSON lines with a string value, e.g. {{"{metric}": "0.93"}}'
+        elif c.filters:
+            shape = "lines matching " + " or ".join(c.filters)
+        else:
+            shape = f"lines such as {metric}=0.93 (the regex {metrics.DEFAULT_FILTER})"
+        return f"trials must write {shape} to {where}; see each trial's output.log"
 
     def command_for(self, trial_name: str, assignment: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
         """The trial's argv and environment with every `${trialParameters.NAME}` substituted."""
@@ -97,6 +129,8 @@ def parse(document: Any, base_dir: Path = Path("."), trial_template: bool = True
     problems = Problems()
     if not isinstance(document, dict):
         raise InvalidSpec("the file must hold one Experiment manifest (a YAML mapping)")
+    for message in fields.unknown_fields(document):
+        problems.messages.append(message)
     kind = document.get("kind")
     if kind != "Experiment":
         problems.add("kind", f"is {kind!r}; expected Experiment")
@@ -106,6 +140,12 @@ def parse(document: Any, base_dir: Path = Path("."), trial_template: bool = True
     name = _mapping(document, "metadata", "metadata", problems).get("name", "")
     if not isinstance(name, str) or not name:
         problems.add("metadata.name", "is missing; name the experiment")
+    elif not EXPERIMENT_NAME.fullmatch(name):
+        problems.add(
+            "metadata.name",
+            f"{name!r} is not an experiment name: lowercase letters, digits and '-', starting with a letter, "
+            "at most 63 characters (Katib's rule)",
+        )
     spec = _mapping(document, "spec", "spec", problems)
 
     objective = _mapping(spec, "objective", "spec.objective", problems)
@@ -119,7 +159,9 @@ def parse(document: Any, base_dir: Path = Path("."), trial_template: bool = True
     additional = _list(objective, "additionalMetricNames", "spec.objective.additionalMetricNames", problems)
     strategies = _metric_strategies(objective, objective_type, [objective_metric, *additional], problems)
 
-    if not _list(spec, "parameters", "spec.parameters", problems):
+    if spec.get("nasConfig") is not None and not spec.get("parameters"):
+        problems.add("spec.nasConfig", "neural architecture search (nasConfig) is not supported by katib-local yet")
+    elif not _list(spec, "parameters", "spec.parameters", problems):
         problems.add("spec.parameters", "is missing or empty; declare the parameters to tune")
     algorithm = _mapping(spec, "algorithm", "spec.algorithm", problems)
     if not algorithm.get("algorithmName"):
@@ -141,6 +183,9 @@ def parse(document: Any, base_dir: Path = Path("."), trial_template: bool = True
         problems.messages.append(str(error))  # the message already names its field
     parameters, container = _trial_template(spec, problems) if trial_template else ({}, Container([], [], {}))
     problems.raise_if_any()
+    notices = fields.ignored_fields(document)
+    if container.image:
+        notices.append(f"{container.where}.image (katib-local runs the container's command on this machine; {container.image} is not used)")
     return ExperimentConfig(
         name=name,
         spec=spec,
@@ -156,6 +201,7 @@ def parse(document: Any, base_dir: Path = Path("."), trial_template: bool = True
         trial_parameters=parameters,
         container=container,
         base_dir=base_dir,
+        notices=tuple(notices),
     )
 
 
@@ -263,4 +309,6 @@ def _trial_template(spec: Mapping, problems: Problems) -> tuple[dict[str, str], 
         [str(x) for x in container.get("args") or []],
         env,
         container.get("workingDir"),
+        str(container.get("image") or ""),
+        f"{where}[{containers.index(container)}]",
     )

@@ -6,6 +6,9 @@ names of a Katib `Experiment` manifest (`spec.parameters`, `feasibleSpace`, ...)
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -124,6 +127,7 @@ class ServerProcess:
 
     def __init__(self, argv: Sequence[str], host: str = "127.0.0.1", timeout: float = 20.0, stderr=subprocess.DEVNULL):
         self.started = time.perf_counter()
+        self.channel = None
         self.process = subprocess.Popen(
             [sys.executable, "-m", *argv, "--address", f"{host}:0"],
             stdout=subprocess.PIPE,
@@ -131,24 +135,31 @@ class ServerProcess:
             text=True,
             start_new_session=True,  # a Ctrl-C meant for the parent must not stop the server first
         )
-        line = self.process.stdout.readline()
-        if " on " not in line:
-            self.process.kill()
-            raise RuntimeError(f"{' '.join(argv)} did not start (exit code {self.process.wait()})")
-        self.address = line.rsplit(" on ", 1)[1].strip()
-        self.channel = grpc.insecure_channel(self.address)
-        wait_serving(self.channel, timeout=timeout)
+        try:
+            line = self.process.stdout.readline()
+            if " on " not in line:
+                raise RuntimeError(f"{' '.join(argv)} did not start (exit code {self.process.wait()})")
+            self.address = line.rsplit(" on ", 1)[1].strip()
+            self.channel = grpc.insecure_channel(self.address)
+            wait_serving(self.channel, timeout=timeout)
+        except BaseException:  # a failed start, or a signal while waiting: no server is left behind
+            self.stop(timeout=5)
+            raise
         self.ready_seconds = time.perf_counter() - self.started
 
     def stop(self, timeout: float = 30.0) -> int:
-        self.channel.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        """SIGTERM to the server's process group, SIGKILL after `timeout` seconds; the exit status."""
+        if self.channel is not None:
+            self.channel.close()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, sig)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        return self.process.wait()
 
     def __enter__(self) -> ServerProcess:
         return self

@@ -6,6 +6,7 @@ modules at the root of katib_services. The cores know nothing of gRPC or the wir
 
 import ast
 import importlib.metadata
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,10 @@ def test_no_generic_top_level_imports(directory):
 
 def test_installed_distribution_has_one_import_package():
     """pip install puts katib_services (and the console scripts) into site-packages, nothing else."""
-    files = importlib.metadata.files("katib-services")
+    # The installed distribution, not the katib_services.egg-info an in-tree build leaves here.
+    installed_dirs = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    found = list(importlib.metadata.distributions(name="katib-services", path=installed_dirs))
+    files = found[0].files if found else None
     if files is None or not any(str(f).startswith(f"{PACKAGE}/") for f in files):
         pytest.skip("katib-services is not installed from a wheel here (an editable or no install)")
     tops = {str(f).split("/")[0] for f in files if not str(f).startswith("..")}

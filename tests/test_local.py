@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from katib_services.runner import cli
-from katib_services.services.pb import api_pb2, api_pb2_grpc
+from katib_services.services.pb import api_pb2
 from katib_services.services.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,8 +133,11 @@ def test_max_failed_trial_count_fails_the_experiment(tmp_path):
     status, trials = result(workdir)
     failed = [t for t in trials if t["condition"] == "Failed"]
     assert code == 1 and status["condition"] == "Failed" and status["reason"] == "MaxFailedTrialsReached"
-    assert len(failed) == 2 and all(t["assignment"]["opt"] == "sgd" and t["message"] == "exit code 3" for t in failed)
-    assert "something went wrong" in (workdir / "trials" / failed[0]["name"] / "output.log").read_text()
+    # Katib's controller: the experiment fails once maxFailedTrialCount trials failed, not one later
+    assert len(failed) == 1 and failed[0]["assignment"]["opt"] == "sgd"
+    log = workdir / "trials" / failed[0]["name"] / "output.log"
+    assert failed[0]["message"].startswith(f"exit code 3; log {log}; last lines of stderr:")
+    assert "something went wrong" in failed[0]["message"] and "something went wrong" in log.read_text()
 
 
 class RecordingEarlyStopping:
@@ -382,6 +385,9 @@ def test_ctrl_c_then_resume_reruns_only_unfinished_trials(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr  # refuses to start over silently
     resumed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # The done counter counts neither interrupted trials nor goes down when they run again.
+    done = [int(line.split("/", 1)[0][1:]) for line in (seen + rest.splitlines() + resumed.stdout.splitlines()) if line.startswith("[")]
+    assert done == sorted(done) and done[-1] == 6, done
     status, trials = result(workdir)
     assert status["reason"] == "MaxTrialsReached" and len(trials) == 6
     assert all(t["condition"] == "Succeeded" for t in trials)

@@ -28,8 +28,9 @@ def trials_12() -> list[dict]:
         ("0.02", "32", "rmsprop", 0.91), ("0.005", "128", "adam", 0.84), ("0.1", "16", "sgd", 0.95),
         ("0.0005", "256", "rmsprop", None), ("0.07", "64", "adam", 0.94), ("0.002", "200", "sgd", 0.77),
     ]
+    conditions = {5: "Failed", 7: "EarlyStopped", 9: "MetricsUnavailable"}
     return [
-        {"name": f"exp-{i:03d}", "condition": "Succeeded" if y is not None else "Failed",
+        {"name": f"exp-{i:03d}", "condition": conditions.get(i, "Succeeded"),
          "assignment": {"lr": lr, "batch_size": bs, "optimizer": opt}, "objective": y}
         for i, (lr, bs, opt, y) in enumerate(rows)
     ]
@@ -138,7 +139,8 @@ def test_titles_and_labels(tmp_path, monkeypatch):
     texts = figure_texts(monkeypatch)
     plot_results(tmp_path / "r.png", PARAMETERS, trials_12(), "accuracy", "maximize")
     for expected in ("accuracy (maximize)", "lr (log)", "batch_size", "optimizer", "sgd", "adam", "rmsprop",
-                     "0.0001", "256", "16", "no objective", "best so far"):
+                     "0.0001", "256", "16", "failed", "no result", "early stopped (value when stopped)",
+                     "accuracy (succeeded)", "best so far"):
         assert expected in texts, expected
     assert any("accuracy" in t and "higher is better" in t for t in texts)
 

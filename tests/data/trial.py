@@ -1,14 +1,20 @@
 """A trial program for the runner tests: prints metrics in a chosen format, can fail or be slow.
 
     python trial.py --x X --opt NAME [--steps N] [--sleep S] [--fail-on NAME] [--format text|json|custom|stamped]
-                    [--file PATH] [--record PATH] [--trial NAME]
+                    [--file PATH] [--record PATH] [--trial NAME] [--signal N] [--chatty N] [--pids PATH]
 
 The loss falls towards (x - 1)^2 + (1 if opt == "sgd" else 0) over the steps. --record appends
 the trial name to PATH when the trial starts, so tests can count how often each trial ran.
+--signal N kills the trial with signal N after its first step; --fail-at-step N exits 4 after
+reporting step N; --chatty N prints N lines of noise
+after each step; --pids appends the trial's PID and that of a child it starts (a `sleep` in its
+process group) to PATH.
 """
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 
@@ -22,7 +28,16 @@ parser.add_argument("--format", default="text")
 parser.add_argument("--file")
 parser.add_argument("--record")
 parser.add_argument("--trial", default="")
+parser.add_argument("--signal", type=int, default=0)
+parser.add_argument("--chatty", type=int, default=0)
+parser.add_argument("--pids")
+parser.add_argument("--fail-at-step", type=int, default=0)
 args = parser.parse_args()
+
+if args.pids:
+    child = subprocess.Popen(["sleep", "120"])
+    with open(args.pids, "a") as f:
+        f.write(f"{os.getpid()} {child.pid}\n")
 
 if args.record:
     with open(args.record, "a") as f:
@@ -43,4 +58,11 @@ for step in range(1, args.steps + 1):
     else:
         line = f"noise line\nstep={step} loss={loss} garbage=abc"
     print(line, file=out, flush=True)
+    for _ in range(args.chatty):
+        print("chatter " * 20, flush=True)
+    if step == args.fail_at_step:
+        sys.exit(4)
+    if args.signal:
+        os.kill(os.getpid(), args.signal)
+        time.sleep(5)
     time.sleep(args.sleep)
