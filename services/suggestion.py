@@ -11,8 +11,6 @@ name falls back to `--algorithm`.
 from __future__ import annotations
 
 import argparse
-import logging
-import time
 
 from google.protobuf.message import DecodeError
 
@@ -27,9 +25,7 @@ from katib_services.statestore import StateStore
 
 from . import convert, wire
 from .pb import api_pb2
-from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, caller_check, positive, set_log_experiment
-
-log = logging.getLogger("katib.suggestion")
+from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, caller_check, current_call, positive, set_log_experiment
 
 SERVICE = "Suggestion"
 TRIALS_FIELD = api_pb2.GetSuggestionsRequest.DESCRIPTOR.fields_by_name["trials"].number
@@ -64,6 +60,7 @@ class SuggestionServicer:
             )
         settings: dict = {}
         if algorithm is not None:
+            current_call().algorithm = algorithm.name
             settings = algorithm.schema.parse(name, experiment.settings, problems)
             if not problems.messages:
                 algorithm.check(experiment, settings, problems, self.limits)
@@ -76,13 +73,13 @@ class SuggestionServicer:
 
     def GetSuggestions(self, data: bytes, context):
         """Takes the serialized request: trials are sliced out as bytes for the trial cache."""
-        start = time.perf_counter()
         try:
             rest, trial_blobs = wire.split_field(data, TRIALS_FIELD)
             request = api_pb2.GetSuggestionsRequest.FromString(rest)
         except (wire.WireError, DecodeError) as error:
             raise InvalidSpec(f"request: not a valid GetSuggestionsRequest ({error})") from None
         set_log_experiment(request.experiment.name)
+        current_call().trials = len(trial_blobs)
         count = request.current_request_number
         if count < 0:
             raise InvalidSpec(f"current_request_number: ({count}) must not be negative")
@@ -119,13 +116,7 @@ class SuggestionServicer:
             )
         )
         _verify(reply, experiment, count, algorithm.name)
-        log.info(
-            "%s: %d assignment(s) for %d trial(s) in %.1f ms",
-            algorithm.name,
-            count,
-            len(trials),
-            (time.perf_counter() - start) * 1000,
-        )
+        current_call().summary = f"{algorithm.name}: {count} assignment(s) for {len(trials)} trial(s)"
         return convert.suggestions_reply(reply, algorithm.name)
 
 
