@@ -11,6 +11,7 @@ name falls back to `--algorithm`.
 from __future__ import annotations
 
 import argparse
+import threading
 
 from google.protobuf.message import DecodeError
 
@@ -137,10 +138,16 @@ def _verify(reply: Reply, experiment: Experiment, count: int, name: str) -> None
 
 
 def start(algorithm: str, address: str = DEFAULT_ADDRESS, *, limits: Limits = DEFAULT, store: StateStore | None = None, **options) -> Server:
-    """Starts a Suggestion server for `algorithm` (which must be registered)."""
-    if registry.get(algorithm) is None:
+    """Starts a Suggestion server for `algorithm` (which must be registered).
+
+    The server answers SERVING before the algorithm's module (Optuna, scipy, ...) is loaded: a
+    background thread loads it then, and a call that comes first waits for it.
+    """
+    if algorithm not in registry.names():
         raise ValueError(f'unknown algorithm "{algorithm}"; choose one of: {", ".join(registry.names())}')
-    return Server(address, [(SuggestionServicer(algorithm, limits, store), SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
+    server = Server(address, [(SuggestionServicer(algorithm, limits, store), SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
+    threading.Thread(target=registry.get, args=(algorithm,), name=f"load-{algorithm}", daemon=True).start()
+    return server
 
 
 def _limit_arguments(parser: argparse.ArgumentParser):

@@ -179,6 +179,8 @@ def test_work_stops_when_the_caller_is_gone(algorithm):
     ]
     with ServerProcess(["katib_services.services.suggestion", "--algorithm", algorithm]) as server:
         stub = api_pb2_grpc.SuggestionStub(server.channel)
+        # The algorithm's module loads in the background after SERVING; validation waits for it.
+        stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=60)
         request = api_pb2.GetSuggestionsRequest(experiment=exp, trials=trials, current_request_number=1000)
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetSuggestions(request, timeout=1.0)
