@@ -29,13 +29,17 @@ METRICS = (
     ("katib_state_store_bytes", "gauge", "", "Estimated bytes held in the warm-state store (--state-mb bounds them)."),
     ("katib_dbmanager_call_duration_seconds", "histogram", "code", "Early stopping: each GetObservationLog call to the DB manager, by status code."),
 )
+_HELP = {name: meaning for name, _, _, meaning in METRICS}
 _CALL_LABELS = ("service", "rpc", "algorithm", "code")
 
-CALLS = Counter("katib_rpc_calls", METRICS[0][3], _CALL_LABELS)
-ERRORS = Counter("katib_rpc_errors", METRICS[1][3], _CALL_LABELS)
-DURATION = Histogram("katib_rpc_duration_seconds", METRICS[2][3], _CALL_LABELS[:3], buckets=_LATENCY_BUCKETS)
-TRIALS = Histogram("katib_suggestion_trials", METRICS[4][3], ("algorithm",), buckets=_TRIAL_BUCKETS)
-DBMANAGER = Histogram("katib_dbmanager_call_duration_seconds", METRICS[7][3], ("code",), buckets=_LATENCY_BUCKETS)
+# prometheus-client adds the _total suffix of a counter itself.
+CALLS = Counter("katib_rpc_calls", _HELP["katib_rpc_calls_total"], _CALL_LABELS)
+ERRORS = Counter("katib_rpc_errors", _HELP["katib_rpc_errors_total"], _CALL_LABELS)
+DURATION = Histogram("katib_rpc_duration_seconds", _HELP["katib_rpc_duration_seconds"], _CALL_LABELS[:3], buckets=_LATENCY_BUCKETS)
+TRIALS = Histogram("katib_suggestion_trials", _HELP["katib_suggestion_trials"], ("algorithm",), buckets=_TRIAL_BUCKETS)
+DBMANAGER = Histogram(
+    "katib_dbmanager_call_duration_seconds", _HELP["katib_dbmanager_call_duration_seconds"], ("code",), buckets=_LATENCY_BUCKETS
+)
 
 
 class _Live:
@@ -45,9 +49,9 @@ class _Live:
         self.sources = weakref.WeakSet()  # objects with in_flight() and/or a `store` (StateStore)
 
     def collect(self):
-        in_flight = GaugeMetricFamily("katib_rpc_in_flight", METRICS[3][3])
-        entries = GaugeMetricFamily("katib_state_store_entries", METRICS[5][3])
-        size = GaugeMetricFamily("katib_state_store_bytes", METRICS[6][3])
+        in_flight = GaugeMetricFamily("katib_rpc_in_flight", _HELP["katib_rpc_in_flight"])
+        entries = GaugeMetricFamily("katib_state_store_entries", _HELP["katib_state_store_entries"])
+        size = GaugeMetricFamily("katib_state_store_bytes", _HELP["katib_state_store_bytes"])
         sources = list(self.sources)
         stores = {id(store): store for source in sources for store in source.stores()}  # a store may serve twice
         sizes = [store.stats() for store in stores.values()]

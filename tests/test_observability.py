@@ -13,11 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from katib_services.services import metrics
-from katib_services.services.client import ServerProcess, experiment_pb, trial_pb
-from katib_services.services.pb import api_pb2, api_pb2_grpc
+from katib_services.services.client import ServerProcess, trial_pb
+from katib_services.services.pb import api_pb2_grpc
 
 from .conftest import Client, double, experiment
-from .test_tls import report_logs
+from .test_tls import report_logs, rules_request
 
 
 def started(argv, tmp_path, name):
@@ -84,13 +84,7 @@ def test_early_stopping_db_manager_latency(tmp_path):
     es, log = started(["katib_services.services.earlystopping", "--algorithm", "medianstop", "--metrics-port", "0"], tmp_path, "es")
     with db, es:
         report_logs(db.channel, 4)
-        spec = {"objective": {"type": "minimize", "objectiveMetricName": "loss"}, "earlyStopping": {"algorithmName": "medianstop"}}
-        request = api_pb2.GetEarlyStoppingRulesRequest(
-            experiment=experiment_pb("exp", spec),
-            trials=[trial_pb(f"t{i}", {}, "Succeeded") for i in range(4)],
-            db_manager_address=db.address,
-        )
-        api_pb2_grpc.EarlyStoppingStub(es.channel).GetEarlyStoppingRules(request, timeout=10)
+        api_pb2_grpc.EarlyStoppingStub(es.channel).GetEarlyStoppingRules(rules_request(db.address, 4), timeout=10)
         samples = scrape(metrics_port(log))
     assert value(samples, "katib_dbmanager_call_duration_seconds_count", code="OK") == 4
     assert value(samples, "katib_rpc_calls_total", service="EarlyStopping", rpc="GetEarlyStoppingRules", algorithm="medianstop", code="OK") == 1

@@ -9,12 +9,12 @@ import grpc
 import pytest
 
 from katib_services.algorithms import registry
-from katib_services.services.client import ServerProcess, experiment_pb, trial_pb
+from katib_services.services.client import ServerProcess, trial_pb
 from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 from .conftest import MIXED, Client, experiment
 from .test_observability import metrics_port
-from .test_tls import report_logs
+from .test_tls import report_logs, rules_request
 
 
 def audited(tmp_path, name, argv):
@@ -42,12 +42,8 @@ def test_servers_write_nothing_outside_the_data_directory(tmp_path, monkeypatch)
             assert len(reply.parameter_assignments) == 2, algorithm
         urllib.request.urlopen(f"http://127.0.0.1:{metrics_port(suggestion_log)}/metrics", timeout=10).read()
         report_logs(db.channel, 4)
-        spec = {"objective": {"type": "minimize", "objectiveMetricName": "loss"}, "earlyStopping": {"algorithmName": "medianstop"}}
         stub = api_pb2_grpc.EarlyStoppingStub(es.channel)
-        request = api_pb2.GetEarlyStoppingRulesRequest(
-            experiment=experiment_pb("exp", spec), trials=[trial_pb(f"t{i}", {}, "Succeeded") for i in range(4)], db_manager_address=db.address
-        )
-        assert stub.GetEarlyStoppingRules(request, timeout=30).early_stopping_rules
+        assert stub.GetEarlyStoppingRules(rules_request(db.address, 4), timeout=30).early_stopping_rules
         stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="t0"), timeout=30)
         with pytest.raises(grpc.RpcError):
             client.suggest(experiment(MIXED[1:], algorithm="no-such-algorithm"))

@@ -117,17 +117,22 @@ def report_logs(channel, trials: int) -> None:
         )
 
 
+def rules_request(db_address: str, trials: int) -> api_pb2.GetEarlyStoppingRulesRequest:
+    """medianstop over the trials `report_logs` reported."""
+    spec = {"objective": {"type": "minimize", "objectiveMetricName": "loss"}, "earlyStopping": {"algorithmName": "medianstop"}}
+    return api_pb2.GetEarlyStoppingRulesRequest(
+        experiment=experiment_pb("exp", spec),
+        trials=[trial_pb(f"t{i}", {}, "Succeeded") for i in range(trials)],
+        db_manager_address=db_address,
+    )
+
+
 def test_early_stopping_reads_a_mutual_tls_db_manager(ca, servers, tmp_path):
     db = dbmanager.start(str(tmp_path / "db.sqlite"), "127.0.0.1:0", tls=ca.server_tls(mutual=True))
     servers.append(db)
     with tls.channel(db.address, ca.client_tls(with_certificate=True)) as channel:
         report_logs(channel, 5)
-    spec = {"objective": {"type": "minimize", "objectiveMetricName": "loss"}, "earlyStopping": {"algorithmName": "medianstop"}}
-    request = api_pb2.GetEarlyStoppingRulesRequest(
-        experiment=experiment_pb("exp", spec),
-        trials=[trial_pb(f"t{i}", {}, "Succeeded") for i in range(5)],
-        db_manager_address=db.address,
-    )
+    request = rules_request(db.address, 5)
     for client, expected in ((ca.client_tls(with_certificate=True, flag="--dbmanager-tls"), "rule"), (None, "UNAVAILABLE")):
         es = earlystopping.start("medianstop", "127.0.0.1:0", dbmanager_tls=client)
         servers.append(es)
