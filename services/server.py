@@ -347,12 +347,13 @@ class Server:
             register(self.grpc, servicer, service, getattr(servicer, "raw_methods", ()), handlers) for servicer, service in services
         ]
         reflection.enable_server_reflection([*full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc)
-        if tls is None:
-            self.port = self.grpc.add_insecure_port(address)
-        else:
-            self.port = self.grpc.add_secure_port(address, tls.credentials())
+        try:
+            self.port = self.grpc.add_insecure_port(address) if tls is None else self.grpc.add_secure_port(address, tls.credentials())
+        except RuntimeError:  # gRPC's "failed to bind": the port is taken, or the certificate or key was refused
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            refused = "" if tls is None else " (or --tls-cert and --tls-key are not a PEM certificate chain and its key)"
+            raise OSError(f"cannot listen on {address}{refused}")
         self.address = f"{address.rpartition(':')[0]}:{self.port}"
         self.grpc.start()
         for name in ("", *health_names, *full_names):

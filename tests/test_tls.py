@@ -96,6 +96,7 @@ def test_every_server_cli_serves_mutual_tls(ca, tmp_path, module):
         (["--tls-cert", "a.pem"], "--tls-cert and --tls-key go together"),
         (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
         (["--tls-cert", "/no/such.pem", "--tls-key", "/no/such.key"], "--tls-key /no/such.key"),
+        (["--tls-cert", __file__, "--tls-key", __file__], "not a PEM certificate chain and its key"),
     ],
 )
 def test_bad_tls_flags_are_usage_errors(flags, message):
