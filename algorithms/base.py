@@ -51,10 +51,20 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint directory to prepare before a proposal is returned: `<data dir>/<experiment>/
+    <trial name>/`, a copy of the directory of the trial named `source`, or empty when `source` is
+    "". Algorithms only decide this; the service performs it (services/checkpoints.py)."""
+
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Proposal:
     assignment: dict[str, str]
     trial_name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    checkpoint: Checkpoint | None = None  # set by algorithms whose trials resume from checkpoints (pbt)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ _LOCATIONS = {
     "cmaes": "katib_services.algorithms.cma_es:CmaEs",
     "grid": "katib_services.algorithms.grid:GridSearch",
     "multivariate-tpe": "katib_services.algorithms.multivariate_tpe:MultivariateTpe",
+    "pbt": "katib_services.algorithms.pbt:Pbt",
     "random": "katib_services.algorithms.random_search:RandomSearch",
     "sobol": "katib_services.algorithms.sobol:Sobol",
     "tpe": "katib_services.algorithms.tpe:Tpe",

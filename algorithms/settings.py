@@ -6,7 +6,6 @@ parses the `algorithmSettings` of an Experiment, and renders the settings table 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any

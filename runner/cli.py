@@ -119,7 +119,7 @@ def run_experiment(args: argparse.Namespace) -> int:
                 return 2
             state.put("manifest", config.spec | {"name": config.name})
             try:
-                endpoints = _endpoints(config, args, workdir, servers)
+                endpoints = _endpoints(config, args, workdir, servers, executor.data_dir)
             except ExperimentError as error:
                 print(f"katib-local: {error}", file=sys.stderr)
                 return 2
@@ -153,7 +153,7 @@ def _check_workdir(state, config, resume: bool, workdir: Path) -> str | None:
     return None
 
 
-def _endpoints(config, args, workdir: Path, servers: contextlib.ExitStack):
+def _endpoints(config, args, workdir: Path, servers: contextlib.ExitStack, data_dir: Path):
     import grpc
 
     from katib_services.algorithms import registry
@@ -182,7 +182,11 @@ def _endpoints(config, args, workdir: Path, servers: contextlib.ExitStack):
     algorithm = config.spec["algorithm"]["algorithmName"]
     if algorithm not in registry.names():
         algorithm = registry.names()[0]  # the server's validation then names the unknown algorithm
-    suggestion, _ = connect(args.suggestion_address, ["katib_services.services.suggestion", "--algorithm", algorithm], "suggestion")
+    suggestion, _ = connect(
+        args.suggestion_address,
+        ["katib_services.services.suggestion", "--algorithm", algorithm, "--data-dir", str(data_dir)],
+        "suggestion",
+    )
     earlystopping = None
     if config.early_stopping:
         from katib_services.earlystopping.rules import RULES

@@ -12,6 +12,10 @@
   occurrence of the collector's `path` in the command, args and env is replaced by the absolute
   path `WORKDIR/trials/NAME/` plus its file name, so parallel trials write separate files, and
   that file is followed as it grows.
+* Checkpoints (pbt): the suggestion service keeps each trial's checkpoint directory under
+  `WORKDIR/pbt/` (its `--data-dir`, as Katib's volume), and every occurrence of the experiment's
+  `suggestion_trial_dir` setting in the command, args and env (the path itself, or a path below
+  it) is replaced by `WORKDIR/pbt/<experiment>/<trial>`, where Katib would mount that directory.
 * Whatever happens (the DB manager gone, a full disk, a signal the enum does not name), each
   trial's end is reported exactly once, with a message, and its output is read to the end.
 """
@@ -22,6 +26,7 @@ import collections
 import contextlib
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -39,12 +44,14 @@ STOP_GRACE_SECONDS = 5.0
 FILE_POLL_SECONDS = 0.1
 STDERR_LINES = 5  # the last lines of stderr a failed trial's message shows
 READ_SECONDS = 10.0  # after a trial's end, how long its output may still take to read
+CHECKPOINTS = "pbt"  # WORKDIR/pbt: the suggestion service's --data-dir
 
 
 class ProcessExecutor:
     def __init__(self, config: ExperimentConfig, workdir: Path):
         self.config = config
         self.workdir = workdir.resolve()
+        self.data_dir = self.workdir / CHECKPOINTS  # the volume of the checkpoint directories
         self.finished: queue.Queue[Finished] = queue.Queue()
         self.processes: dict[str, subprocess.Popen] = {}
         self.stopping: dict[str, str] = {}  # trial -> why it is being stopped: "early" or "killed"
@@ -64,8 +71,12 @@ class ProcessExecutor:
                 source = self.config.collector.path
                 metrics_file = directory / Path(source).name
                 metrics_file.unlink(missing_ok=True)
-                argv = [part.replace(source, str(metrics_file)) for part in argv]
-                env = {k: v.replace(source, str(metrics_file)) for k, v in env.items()}
+                argv, env = _replace(argv, env, lambda text: text.replace(source, str(metrics_file)))
+            mount = self.config.suggestion_trial_dir.rstrip("/")
+            if mount:  # a path Katib mounts the trial's checkpoint directory at
+                checkpoint = str(self.data_dir / self.config.name / trial.name)
+                pattern = re.compile(re.escape(mount) + r"(?=/|$|[^\w.-])")
+                argv, env = _replace(argv, env, lambda text: pattern.sub(lambda _: checkpoint, text))
             if argv and argv[0] in ("python", "python3"):
                 argv[0] = sys.executable
             cwd = (self.config.base_dir / (self.config.container.working_dir or ".")).resolve()
@@ -263,6 +274,11 @@ class _Watch:
                 message=message,
             )
         )
+
+
+def _replace(argv: list[str], env: dict[str, str], change) -> tuple[list[str], dict[str, str]]:
+    """The command and environment with `change` applied to every argument and value."""
+    return [change(part) for part in argv], {k: change(v) for k, v in env.items()}
 
 
 def _error_text(error: Exception) -> str:

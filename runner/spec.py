@@ -76,6 +76,14 @@ class ExperimentConfig:
         width = max(3, len(str(self.max_trials))) if self.max_trials else 6
         return f"{self.name[: 62 - width]}-{number:0{width}d}"
 
+    @property
+    def suggestion_trial_dir(self) -> str:
+        """The `suggestion_trial_dir` algorithm setting (pbt: where a trial finds its checkpoint), or ""."""
+        for setting in self.spec.get("algorithm", {}).get("algorithmSettings") or []:
+            if isinstance(setting, dict) and setting.get("name") == "suggestion_trial_dir":
+                return str(setting.get("value", "")).strip()
+        return ""
+
     def collector_hint(self) -> str:
         """What the metrics collector expects, for a run in which no trial reported the objective."""
         metric, c = self.objective_metric, self.collector

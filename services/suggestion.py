@@ -1,9 +1,9 @@
 """The generic Suggestion service and its CLI.
 
-    katib-suggestion --algorithm NAME [--address HOST:PORT]      (default 0.0.0.0:6789)
+    katib-suggestion --algorithm NAME [--address HOST:PORT] [--data-dir DIR]     (default 0.0.0.0:6789, /opt/katib/data)
     python -m katib_services.services.suggestion --algorithm NAME ...
 
-The server loads `--algorithm` at start-up. A request is served by the algorithm its experiment
+The server loads `--algorithm` right after it answers SERVING. A request is served by the algorithm its experiment
 names (`spec.algorithm.algorithmName`), so one image answers for every registered name; an empty
 name falls back to `--algorithm`.
 """
@@ -25,6 +25,7 @@ from katib_services.numbers import quote
 from katib_services.statestore import StateStore
 
 from . import convert, wire
+from .checkpoints import DEFAULT_DATA_DIR, CheckpointDirectories
 from .pb import api_pb2
 from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, caller_check, current_call, positive, set_log_experiment
 
@@ -36,11 +37,14 @@ DEFAULT_ADDRESS = "0.0.0.0:6789"
 class SuggestionServicer:
     raw_methods = ("GetSuggestions",)  # trials are sliced out of the bytes for the trial cache
 
-    def __init__(self, default_algorithm: str, limits: Limits = DEFAULT, store: StateStore | None = None):
+    def __init__(
+        self, default_algorithm: str, limits: Limits = DEFAULT, store: StateStore | None = None, data_dir: str = DEFAULT_DATA_DIR
+    ):
         self.default_algorithm = default_algorithm
         self.limits = limits
         self.store = store if store is not None else StateStore()
         self.trial_cache = convert.TrialCache(self.store.view("trials"))
+        self.checkpoints = CheckpointDirectories(data_dir)
 
     def _prepare(self, pb: api_pb2.Experiment) -> tuple[Algorithm, Experiment, dict]:
         """Validates the experiment against the algorithm it names; raises InvalidSpec."""
@@ -117,6 +121,7 @@ class SuggestionServicer:
             )
         )
         _verify(reply, experiment, count, algorithm.name)
+        self.checkpoints.prepare(experiment.name, reply.proposals)  # before any trial of the reply can start
         current_call().summary = f"{algorithm.name}: {count} assignment(s) for {len(trials)} trial(s)"
         return convert.suggestions_reply(reply, algorithm.name)
 
@@ -137,20 +142,30 @@ def _verify(reply: Reply, experiment: Experiment, count: int, name: str) -> None
         raise RuntimeError(f"{name} produced {count - len(points)} repeated assignment(s) in one batch")
 
 
-def start(algorithm: str, address: str = DEFAULT_ADDRESS, *, limits: Limits = DEFAULT, store: StateStore | None = None, **options) -> Server:
-    """Starts a Suggestion server for `algorithm` (which must be registered).
+def start(
+    algorithm: str,
+    address: str = DEFAULT_ADDRESS,
+    *,
+    limits: Limits = DEFAULT,
+    store: StateStore | None = None,
+    data_dir: str = DEFAULT_DATA_DIR,
+    **options,
+) -> Server:
+    """Starts a Suggestion server for `algorithm` (which must be registered); pbt keeps its
+    checkpoint directories in `data_dir`.
 
     The server answers SERVING before the algorithm's module (Optuna, scipy, ...) is loaded: a
     background thread loads it then, and a call that comes first waits for it.
     """
     if algorithm not in registry.names():
         raise ValueError(f'unknown algorithm "{algorithm}"; choose one of: {", ".join(registry.names())}')
-    server = Server(address, [(SuggestionServicer(algorithm, limits, store), SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
+    servicer = SuggestionServicer(algorithm, limits, store, str(data_dir))
+    server = Server(address, [(servicer, SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
     threading.Thread(target=registry.get, args=(algorithm,), name=f"load-{algorithm}", daemon=True).start()
     return server
 
 
-def _limit_arguments(parser: argparse.ArgumentParser):
+def _arguments(parser: argparse.ArgumentParser):
     flags = {
         "request_number": ("--max-request-number", "assignments one GetSuggestions may ask for"),
         "trials": ("--max-trials", "trials one request may carry"),
@@ -161,7 +176,12 @@ def _limit_arguments(parser: argparse.ArgumentParser):
     for field, (flag, meaning) in flags.items():
         default = getattr(DEFAULT, field)
         parser.add_argument(flag, dest=field, type=positive, default=default, help=f"largest number of {meaning} (default {default:,})")
-    return lambda args: {"limits": Limits(**{field: getattr(args, field) for field in flags})}
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"the volume where pbt keeps each trial's checkpoint directory (default {DEFAULT_DATA_DIR}, where Katib mounts it)",
+    )
+    return lambda args: {"limits": Limits(**{field: getattr(args, field) for field in flags}), "data_dir": args.data_dir}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         DEFAULT_ADDRESS,
         start,
         argv,
-        extra=_limit_arguments,
+        extra=_arguments,
     )
 
 

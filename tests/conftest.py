@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import grpc
 import pytest
@@ -42,19 +43,25 @@ class Client:
 
 
 @pytest.fixture
-def serve():
-    """Starts in-process Suggestion servers: serve(algorithm) -> Client. All stop after the test."""
+def serve(tmp_path):
+    """Starts in-process Suggestion servers: serve(algorithm) -> Client. All stop after the test.
+
+    The servers of a test share one data directory (`serve.data_dir`, a temporary directory, as
+    replicas share Katib's volume) unless a test passes its own `data_dir`."""
     servers = []
 
     def start(algorithm: str = "random", state_entries: int = DEFAULT_ENTRIES, **options) -> Client:
         store = StateStore(state_entries)
+        options.setdefault("data_dir", start.data_dir)
         server = suggestion.start(algorithm, "127.0.0.1:0", store=store, **options)
         servers.append(server)
         client = Client(server.address)
         client.store = store
+        client.data_dir = Path(options["data_dir"])
         return client
 
     start.servers = servers
+    start.data_dir = tmp_path / "data"
     yield start
     for server in servers:
         server.shutdown(grace=1)
@@ -109,6 +116,13 @@ MIXED = [
     categorical("optimizer", "sgd", "adam", "rmsprop"),
     discrete("batch", 16, 32, 64),
 ]
+
+
+def status_of(call) -> tuple:
+    """(status code, details) of a call that must fail."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
 
 
 def points(reply) -> list[tuple]:

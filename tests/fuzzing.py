@@ -113,6 +113,8 @@ def setting_values(setting) -> st.SearchStrategy[str]:
     elif setting.kind is float:
         low = setting.low if setting.low is not None else 0.0
         valid = st.floats(low, min(setting.high, low + 10), exclude_min=setting.low_open, exclude_max=setting.high_open).map(repr)
+    elif setting.kind is str:  # a path (pbt's suggestion_trial_dir)
+        valid = st.sampled_from(["/var/log/katib/checkpoints/", "/ckpt", "ckpt", "/a b/π", "../x"])
     else:
         valid = st.sampled_from(["true", "false"])
     return valid
@@ -146,7 +148,11 @@ def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_
         algorithm = rng.choice(["", "nope", "x" * 100_000]) if rarely(0.5) else rng.choice(registry.names())
     spec.algorithm.algorithm_name = algorithm
     schema = registry.get(algorithm).schema.settings if registry.get(algorithm) else {}
-    for setting in rng.sample(sorted(schema), rng.randint(0, min(3, len(schema)))):
+    required = [name for name in sorted(schema) if schema[name].required]  # present, but now and then left out
+    optional = [name for name in sorted(schema) if not schema[name].required]
+    for setting in required + rng.sample(optional, rng.randint(0, min(3, len(optional)))):
+        if setting in required and rarely():
+            continue
         value = draw(number_text()) if rarely() else draw(setting_values(schema[setting]))
         spec.algorithm.algorithm_settings.add(name=setting, value=value)
     if rarely(0.5):
@@ -178,6 +184,8 @@ def trials(draw, e: api_pb2.Experiment, max_size: int = 60) -> list[api_pb2.Tria
     metric = e.spec.objective.objective_metric_name or "loss"
     for i in range(rng.randint(0, max_size // 3) if rng.random() < 0.7 else rng.randint(0, max_size)):
         t = api_pb2.Trial(name=rng.choice(NAMES) if rng.random() < 0.05 else f"t{i:03d}")
+        if e.spec.algorithm.algorithm_name == "pbt" and out and rng.random() < 0.7:
+            pbt_member(t, e.name, out, rng)
         for p in parameters:
             fs = p.feasible_space
             if rng.random() < 0.05:
@@ -194,6 +202,15 @@ def trials(draw, e: api_pb2.Experiment, max_size: int = 60) -> list[api_pb2.Tria
             t.status.observation.metrics.add(name=metric, value=value)
         out.append(t)
     return out
+
+
+def pbt_member(t: api_pb2.Trial, experiment_name: str, earlier: list[api_pb2.Trial], rng) -> None:
+    """Names and labels a trial as pbt names its members (generation, slot, parent), sometimes wrongly."""
+    generation, slot = rng.choice([0, 0, 1, 1, 2, 3, 99]), rng.randint(0, 12)
+    t.name = f"{experiment_name}-g{generation}m{slot}-{rng.randrange(16**6):06x}"
+    t.spec.labels["pbt.suggestion.katib.kubeflow.org/generation"] = str(generation if rng.random() < 0.9 else generation + 1)
+    if generation or rng.random() < 0.1:
+        t.spec.labels["pbt.suggestion.katib.kubeflow.org/parent"] = rng.choice(earlier).name
 
 
 @st.composite

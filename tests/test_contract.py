@@ -25,6 +25,8 @@ MODEL_BASED = [name for name in ALGORITHMS if name != "random"]
 CONDITIONS = ["Created", "Running", "Succeeded", "Killed", "Failed", "MetricsUnavailable", "EarlyStopped"]
 # Few random start-up trials, so that the models are used within the short runs of these tests.
 QUICK = {"tpe": {"n_startup_trials": 3}, "multivariate-tpe": {"n_startup_trials": 3}, "bayesianoptimization": {"n_initial_points": 3}}
+# pbt's required settings (its population is small, so that the short runs here reach later generations).
+QUICK["pbt"] = {"suggestion_trial_dir": "/var/log/katib/checkpoints", "n_population": 5, "truncation_threshold": 0.2}
 
 MIXED = [
     double("lr", "0.0001", "0.1", distribution="logUniform"),
@@ -63,13 +65,15 @@ def as_trials(pts, start=0, condition="Succeeded", values=None, labels=None):
 
 
 def drive(client, exp, objective, budget, batch=1):
-    """Runs an experiment over gRPC: each batch is evaluated and sent back as Succeeded trials."""
+    """Runs an experiment over gRPC: each batch is evaluated and sent back as Succeeded trials, named
+    as the service named them (as Katib does), or t0, t1, ..."""
     trials = []
     while len(trials) < budget:
         reply = client.suggest(exp, trials, count=min(batch, budget - len(trials)))
         for item in reply.parameter_assignments:
             assignment = {a.name: a.value for a in item.assignments}
-            trials.append(trial_pb(f"t{len(trials)}", assignment, "Succeeded", {"loss": objective(assignment)}, dict(item.labels)))
+            name = item.trial_name or f"t{len(trials)}"
+            trials.append(trial_pb(name, assignment, "Succeeded", {"loss": objective(assignment)}, dict(item.labels)))
     return trials
 
 

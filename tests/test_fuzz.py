@@ -30,8 +30,9 @@ PEAK_RSS: dict[str, float] = {}  # measured by the last test
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     db_path = tmp_path_factory.mktemp("fuzz") / "observations.db"
+    data_dir = tmp_path_factory.mktemp("fuzz-data")  # pbt's checkpoint directories
     started = {
-        "suggestion": ServerProcess(["katib_services.services.suggestion", "--algorithm", "random", "--log-level", "ERROR"]),
+        "suggestion": ServerProcess(["katib_services.services.suggestion", "--algorithm", "random", "--data-dir", str(data_dir), "--log-level", "ERROR"]),
         "earlystopping": ServerProcess(["katib_services.services.earlystopping", "--algorithm", "medianstop", "--log-level", "ERROR"]),
         "dbmanager": ServerProcess(["katib_services.services.dbmanager", "--db", str(db_path), "--log-level", "ERROR"]),
     }

@@ -15,21 +15,16 @@ from katib_services.algorithms.limits import Limits
 from katib_services.services.client import trial_pb
 from katib_services.services.pb import api_pb2
 
-from .conftest import categorical, double, experiment, integer, points
+from .conftest import categorical, double, experiment, integer, points, status_of
 
 ALGORITHMS = registry.names()
 FEW_STARTUP = {"tpe": {"n_startup_trials": 2}, "multivariate-tpe": {"n_startup_trials": 2}, "bayesianoptimization": {"n_initial_points": 2}}
+FEW_STARTUP["pbt"] = {"suggestion_trial_dir": "/ckpt", "n_population": 5, "truncation_threshold": 0.2}  # its required settings
 
 
 def exp_for(algorithm, parameters, settings=None, **extra):
     extra.setdefault("maxTrialCount", 10 if algorithm == "grid" else 50)
     return experiment(parameters, algorithm=algorithm, settings={**FEW_STARTUP.get(algorithm, {}), **(settings or {})}, **extra)
-
-
-def status_of(call):
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    return caught.value.code(), caught.value.details()
 
 
 def valid_reply(client, exp, trials, count):
@@ -47,7 +42,8 @@ def run(client, exp, rounds, batch=2, objective=None):
         assignments, reply = valid_reply(client, exp, trials, batch)
         for a, item in zip(assignments, reply.parameter_assignments):
             value = objective(a) if objective else len(trials) % 7
-            trials.append(trial_pb(f"t{len(trials):03d}", a, "Succeeded", {"accuracy": value}, dict(item.labels)))
+            name = item.trial_name or f"t{len(trials):03d}"  # pbt names its trials
+            trials.append(trial_pb(name, a, "Succeeded", {"accuracy": value}, dict(item.labels)))
     return trials
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from katib_services.runner import cli
-from katib_services.services.pb import api_pb2, api_pb2_grpc
+from katib_services.services.pb import api_pb2
 from katib_services.services.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,6 @@
 """katib-local outside the happy path, each case over real processes: no hang, nothing left
 running, no path outside the work directory, Katib's semantics, and failures that say why."""
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import pytest
 
 from katib_services.runner import spec as runner_spec
 from katib_services.services.client import ServerProcess
-from katib_services.services.pb import api_pb2
 
 from .test_local import ROOT, ScriptedSuggestion, manifest, result, run, serve_stub, write
 
@@ -263,6 +261,18 @@ def test_no_trial_reporting_the_objective_says_what_the_collector_expects(tmp_pa
     assert "no trial reported accuracy: trials must write lines such as accuracy=0.93" in out
     status, _ = result(workdir)
     assert "no trial reported accuracy" in status["message"]
+
+
+def test_a_failed_trials_partial_value_is_never_plotted_as_a_result(tmp_path, monkeypatch):
+    from katib_services.runner import plot
+
+    drawn = {}
+    monkeypatch.setattr(plot, "plot_results", lambda path, parameters, trials, *rest: drawn.setdefault("trials", trials))
+    code, workdir = run(tmp_path, manifest(args=["--steps=3", "--fail-at-step=2"], maxTrialCount=2, parallelTrialCount=1))
+    _, trials = result(workdir)
+    assert [t["condition"] for t in trials] == ["Failed", "Failed"] and all(t["observation"].get("loss") for t in trials)
+    assert [t["objective"] for t in drawn["trials"]] == [None, None]  # reported, but not a result
+    assert [t["condition"] for t in drawn["trials"]] == ["Failed", "Failed"]
 
 
 def test_validation_failure_writes_no_trials_csv_or_png(tmp_path):

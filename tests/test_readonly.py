@@ -1,6 +1,7 @@
 """The servers write nothing outside their data directory (the images run with a read-only root
 filesystem): every server, run as its image runs it (no bytecode writing), serves every
-algorithm, rule, metrics and logs under an audit hook that reports any other write."""
+algorithm (pbt's checkpoint directories go to --data-dir), rule, metrics and logs under an audit
+hook that reports any other write."""
 
 import signal
 import urllib.request
@@ -17,6 +18,12 @@ from .test_observability import metrics_port
 from .test_tls import report_logs, rules_request
 
 
+SETTINGS = {
+    "bayesianoptimization": {"base_estimator": "RF"},  # scikit-learn too
+    "pbt": {"suggestion_trial_dir": "/var/log/katib/checkpoints/", "n_population": 5, "truncation_threshold": 0.2},  # writes checkpoint directories in --data-dir
+}
+
+
 def audited(tmp_path, name, argv):
     log = tmp_path / f"{name}.log"
     with open(log, "w") as stderr:
@@ -29,7 +36,9 @@ def test_servers_write_nothing_outside_the_data_directory(tmp_path, monkeypatch)
     monkeypatch.setenv("HOME", str(tmp_path / "no-home"))
     (tmp_path / "data").mkdir()
     common = ["--metrics-port", "0", "--log-format", "json"]
-    suggestion, suggestion_log = audited(tmp_path, "suggestion", ["katib_services.services.suggestion", "--algorithm", "random", *common])
+    suggestion, suggestion_log = audited(
+        tmp_path, "suggestion", ["katib_services.services.suggestion", "--algorithm", "random", "--data-dir", str(tmp_path / "data"), *common]
+    )
     db, _ = audited(tmp_path, "db", ["katib_services.services.dbmanager", "--db", str(tmp_path / "data" / "obs.db"), *common])
     es, _ = audited(tmp_path, "es", ["katib_services.services.earlystopping", "--algorithm", "medianstop", *common])
     servers = [suggestion, db, es]
@@ -37,7 +46,7 @@ def test_servers_write_nothing_outside_the_data_directory(tmp_path, monkeypatch)
         client = Client(suggestion.address)
         trials = [trial_pb(f"t{i}", {"layers": str(i % 8 + 1), "dropout": "0.1", "optimizer": "adam", "batch": "32"}, "Succeeded", {"accuracy": i / 20}) for i in range(20)]
         for algorithm in registry.names():
-            settings = {"base_estimator": "RF"} if algorithm == "bayesianoptimization" else None
+            settings = SETTINGS.get(algorithm)
             reply = client.suggest(experiment(MIXED[1:], algorithm=algorithm, settings=settings, maxTrialCount=100), trials, count=2)
             assert len(reply.parameter_assignments) == 2, algorithm
         urllib.request.urlopen(f"http://127.0.0.1:{metrics_port(suggestion_log)}/metrics", timeout=10).read()

@@ -5,7 +5,8 @@
 
 The loss falls towards (x - 1)^2 + (1 if opt == "sgd" else 0) over the steps. --record appends
 the trial name to PATH when the trial starts, so tests can count how often each trial ran.
---signal N kills the trial with signal N after its first step; --chatty N prints N lines of noise
+--signal N kills the trial with signal N after its first step; --fail-at-step N exits 4 after
+reporting step N; --chatty N prints N lines of noise
 after each step; --pids appends the trial's PID and that of a child it starts (a `sleep` in its
 process group) to PATH.
 """
@@ -30,6 +31,7 @@ parser.add_argument("--trial", default="")
 parser.add_argument("--signal", type=int, default=0)
 parser.add_argument("--chatty", type=int, default=0)
 parser.add_argument("--pids")
+parser.add_argument("--fail-at-step", type=int, default=0)
 args = parser.parse_args()
 
 if args.pids:
@@ -58,6 +60,8 @@ for step in range(1, args.steps + 1):
     print(line, file=out, flush=True)
     for _ in range(args.chatty):
         print("chatter " * 20, flush=True)
+    if step == args.fail_at_step:
+        sys.exit(4)
     if args.signal:
         os.kill(os.getpid(), args.signal)
         time.sleep(5)
