@@ -217,6 +217,8 @@ class _Handlers:
 
         def handle(data: bytes, context: grpc.ServicerContext):
             if gated and not self.calls.enter():
+                if self.metrics is not None:
+                    self.metrics.record_call(service, name, "", "UNAVAILABLE", 0.0, None, ())
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; call again (another replica answers)")
             call = Call(service, name)
             token = _call.set(call)
