@@ -52,7 +52,6 @@ from typing import Any
 import numpy as np
 from scipy import linalg, optimize, special
 from scipy.stats import qmc
-from skopt.utils import cook_estimator
 from threadpoolctl import threadpool_limits
 
 from .base import Algorithm, Proposal, Reply, Request, derive_seed
@@ -237,6 +236,8 @@ class _Trees:
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
         self.X, self.y = X, y
+        from skopt.utils import cook_estimator  # scikit-learn: loaded by the first RF, ET or GBRT call only
+
         self.model = cook_estimator(self.kind, random_state=self.seed, n_jobs=1)
         self.model.fit(self._features(X), y)
 

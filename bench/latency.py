@@ -3,6 +3,7 @@
     python bench/latency.py [--repeats N] [--algorithms random grid] [--trials 0 100 1000 5000 10000]
                             [--setting NAME=VALUE ...] [--batch N] [--calls N] [--labelled]
                             [--address HOST:PORT [--command "CMD ..."]]
+    python bench/latency.py --footprint [--algorithms ...] [--trials 1000] [--repeats N]
 
 Everything goes over real gRPC. The server is this project's `services.suggestion`, run as a child
 process, unless `--address` names any service that speaks Katib's v1beta1 `api.v1.beta1.Suggestion`
@@ -19,6 +20,11 @@ memory are measured too.
    the trials are instead the service's own proposals (it is driven ask, evaluate, tell up to the
    trial count), and the first call of a new server with that history is reported too.
 3. Peak memory: VmHWM of the server's process tree once all its requests are served.
+
+`--footprint` prints one row per algorithm instead: cold start (median and max of `--repeats`),
+idle RSS (VmRSS once SERVING and one ValidateAlgorithmSettings answered, so the algorithm's
+module is loaded, before any GetSuggestions) and peak RSS (VmHWM) after `--calls` (default 5)
+GetSuggestions at each of `--trials` (default 1000), each on a fresh server.
 
 Results are printed as markdown tables.
 """
@@ -202,8 +208,9 @@ def trial(exp: api_pb2.Experiment, index: int, *args) -> api_pb2.Trial:
     return out
 
 
-def random_trials(exp: api_pb2.Experiment, algorithm: str, trial_count: int) -> list[api_pb2.Trial]:
-    rng = random.Random(f"{SEED}-{algorithm}-{trial_count}")
+def random_trials(exp: api_pb2.Experiment, algorithm: str, trial_count: int, variant: str = "") -> list[api_pb2.Trial]:
+    """Distinct random trials; a `variant` draws a different set."""
+    rng = random.Random(f"{SEED}-{algorithm}-{trial_count}{variant}")
     points = distinct_points(parameters(algorithm), trial_count, rng)
     return [trial(exp, i, point, *outcome(rng)) for i, point in enumerate(points)]
 
@@ -294,13 +301,14 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def peak_rss_mib(root: int) -> float:
-    """The peak resident set size (VmHWM) of a process and its descendants, summed, in MiB."""
+def peak_rss_mib(root: int, field: str = "VmHWM") -> float:
+    """The peak resident set size (VmHWM; or another /proc status `field`, as VmRSS) of a process
+    and its descendants, summed, in MiB."""
     total = 0
     for pid in process_tree(root):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
     return total / 1024
 
@@ -418,7 +426,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--labelled", action="store_true", help="trials are the service's own proposals, with their labels (cmaes replay)")
     parser.add_argument("--address", metavar="HOST:PORT", help="measure the Suggestion service at this address instead of this project's")
     parser.add_argument("--command", help="with --address: the command that starts that service (cold start and RSS are then measured)")
+    parser.add_argument("--footprint", action="store_true", help="per algorithm: cold start, idle RSS and peak RSS at each --trials (default 1000)")
     args = parser.parse_args(argv)
+    if args.footprint:
+        if args.address:
+            parser.error("--footprint measures this project's server: it takes no --address")
+        if args.trials == parser.get_default("trials"):
+            args.trials = [1000]
     if args.repeats < 1 or args.batch < 1 or (args.calls is not None and args.calls < 2):
         parser.error("--repeats and --batch must be at least 1, --calls at least 2")
     if min(args.trials) < 0 or max(args.trials) + args.batch > GRID_SIZE:
@@ -440,6 +454,28 @@ def cold_start_table(target: Target, args: argparse.Namespace) -> str:
                 seconds.append(server.ready_seconds)
         rows.append([algorithm, args.repeats, f"{statistics.median(seconds):.3f}", f"{max(seconds):.3f}"])
     return markdown_table(["algorithm", "starts", "median s", "max s"], rows)
+
+
+def footprint_table(target: Target, args: argparse.Namespace) -> str:
+    """Per algorithm: cold start, idle RSS and peak RSS after `args.calls` calls at each trial count."""
+    rows = []
+    for algorithm in args.algorithms:
+        seconds, idle, peak = [], [], []
+        for _ in range(args.repeats):
+            exp = experiment(algorithm, 0, args.settings)
+            with serve(target, algorithm, exp) as server:
+                seconds.append(server.ready_seconds)
+                server.stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=CALL_TIMEOUT_SECONDS)
+                idle.append(peak_rss_mib(server.pid, "VmRSS"))
+        for trial_count in args.trials:
+            exp = experiment(algorithm, trial_count, args.settings)
+            with serve(target, algorithm, exp) as server:
+                request = suggestion_request(exp, random_trials(exp, algorithm, trial_count), args.batch)
+                timed_calls(server.stub, request, trial_points(request), args.calls or 5, f"{algorithm} with {trial_count} trials")
+                peak.append(f"{peak_rss_mib(server.pid):.1f}")
+        rows.append([algorithm, f"{statistics.median(seconds):.3f}", f"{max(seconds):.3f}", f"{statistics.median(idle):.1f}", *peak])
+    headers = ["algorithm", "cold start median s", "cold start max s", "idle RSS MiB"] + [f"peak RSS MiB, {n} trials" for n in args.trials]
+    return markdown_table(headers, rows)
 
 
 def latency_and_rss_tables(target: Target, args: argparse.Namespace) -> tuple[str, str | None]:
@@ -472,6 +508,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     target = Target(args.address, tuple(shlex.split(args.command or "")))
     os.chdir(ROOT)  # this project's server child is started with `python -m katib_services.services.suggestion`
     print(machine(target), end="\n\n")
+    if args.footprint:
+        print(f"Cold start, idle RSS (after one ValidateAlgorithmSettings) and peak RSS after {args.calls or 5} GetSuggestions, {args.repeats} starts\n")
+        print(footprint_table(target, args))
+        return
     if target.startable:
         print("Cold start (process start -> ready: health SERVING)\n")
         print(cold_start_table(target, args), end="\n\n")

@@ -96,16 +96,25 @@ def _check_trial(trial_name: str) -> None:
 class ObservationStore:
     """Observation logs in the SQLite file at `path` (created if missing).
 
-    One connection serves every thread behind a lock, so concurrent calls from a thread pool are
-    safe; each call is one transaction.
+    Writes go through one connection behind a lock; each call is one transaction. Reads use a
+    connection of their thread's own, without the lock: in WAL mode readers run beside each
+    other and beside the writer, so reads of different trials never wait for each other.
     """
 
     def __init__(self, path: str):
+        self._path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._readers = threading.local()
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            db = self._readers.db = sqlite3.connect(self._path)
+        return db
 
     def report(self, trial_name: str, logs: Iterable[Log]) -> None:
         """Appends `logs` of the trial in one transaction, committed before returning.
@@ -140,8 +149,7 @@ class ObservationStore:
         where = " AND ".join(clause for clause, _ in conditions)
         sql = f"SELECT time_stamp, metric_name, value FROM observation_logs WHERE {where} ORDER BY id"
         params = [value for _, value in conditions]
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        return self._reader().execute(sql, params).fetchall()
 
     def delete(self, trial_name: str) -> int:
         """Deletes every log of the trial; returns how many there were."""

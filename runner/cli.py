@@ -3,10 +3,13 @@
     katib-local run EXPERIMENT.yaml [--workdir DIR] [--resume]
                     [--suggestion-address HOST:PORT] [--earlystopping-address HOST:PORT]
                     [--dbmanager-address HOST:PORT]
+                    [--{suggestion,earlystopping,dbmanager}-tls-{ca,cert,key} PEM]
 
 The suggestion service, the DB manager (SQLite in the work directory) and, when the experiment
 sets `earlyStopping`, the early-stopping service start as child processes on loopback ports;
-an address option connects to a running server instead. Trials run as local processes.
+an address option connects to a running server instead, over TLS with that server's
+`--NAME-tls-ca` (mutual TLS with `--NAME-tls-cert` and `--NAME-tls-key`). Trials run as local
+processes.
 
 Exit status: 0 when the experiment Succeeded, 1 when it Failed, 2 for a bad manifest or
 command line, 130 after Ctrl-C (SIGINT), 143 after SIGTERM, 129 after SIGHUP. Whatever the ending,
@@ -24,6 +27,7 @@ from pathlib import Path
 EXIT_CODES = {"Succeeded": 0, "Failed": 1}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EXTRAS = "python -m pip install 'katib-services[local]'"
+SERVICES = {"suggestion": "suggestion service", "earlystopping": "early-stopping service", "dbmanager": "DB manager"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,7 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--suggestion-address", help="use this running suggestion service")
     run.add_argument("--earlystopping-address", help="use this running early-stopping service")
     run.add_argument("--dbmanager-address", help="use this running DB manager")
+    from katib_services.services.tls import add_client_tls_arguments, client_tls
+
+    for name, what in SERVICES.items():
+        add_client_tls_arguments(run, name, f"the running {what} (with --{name}-address)")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        args.tls = {name: client_tls(run, args, name) for name in SERVICES}
+        for name, tls in args.tls.items():
+            if tls and not getattr(args, f"{name}_address"):
+                run.error(f"--{name}-tls-* need --{name}-address: the services katib-local starts itself listen on loopback in plaintext")
     missing = _missing_extras()
     if missing:
         print(f"katib-local: needs {' and '.join(missing)}, which `pip install katib-services` leaves out: {EXTRAS}", file=sys.stderr)
@@ -144,13 +157,17 @@ def _endpoints(config, args, workdir: Path, servers: contextlib.ExitStack, data_
     import grpc
 
     from katib_services.algorithms import registry
+    from katib_services.services import tls
     from katib_services.services.client import ServerProcess
 
     from .controller import Endpoints, ExperimentError
 
-    def connect(address: str | None, argv: list[str]) -> tuple[grpc.Channel, str]:
+    def connect(address: str | None, argv: list[str], name: str) -> tuple[grpc.Channel, str]:
         if address:
-            channel = grpc.insecure_channel(address)
+            try:
+                channel = tls.channel(address, args.tls[name])
+            except ValueError as error:  # a certificate file that cannot be read
+                raise ExperimentError(str(error)) from None
             servers.callback(channel.close)
             return channel, address
         try:
@@ -160,13 +177,15 @@ def _endpoints(config, args, workdir: Path, servers: contextlib.ExitStack, data_
         return server.channel, server.address
 
     dbmanager, dbmanager_address = connect(
-        args.dbmanager_address, ["katib_services.services.dbmanager", "--db", str(workdir / "observations.db")]
+        args.dbmanager_address, ["katib_services.services.dbmanager", "--db", str(workdir / "observations.db")], "dbmanager"
     )
     algorithm = config.spec["algorithm"]["algorithmName"]
     if algorithm not in registry.names():
         algorithm = registry.names()[0]  # the server's validation then names the unknown algorithm
     suggestion, _ = connect(
-        args.suggestion_address, ["katib_services.services.suggestion", "--algorithm", algorithm, "--data-dir", str(data_dir)]
+        args.suggestion_address,
+        ["katib_services.services.suggestion", "--algorithm", algorithm, "--data-dir", str(data_dir)],
+        "suggestion",
     )
     earlystopping = None
     if config.early_stopping:
@@ -175,7 +194,10 @@ def _endpoints(config, args, workdir: Path, servers: contextlib.ExitStack, data_
         name = config.early_stopping["algorithmName"]
         if name not in RULES:
             name = "medianstop"  # the server's validation then names the unknown rule
-        earlystopping, _ = connect(args.earlystopping_address, ["katib_services.services.earlystopping", "--algorithm", name])
+        # An early-stopping service started here reads the DB manager as katib-local does.
+        argv = ["katib_services.services.earlystopping", "--algorithm", name]
+        argv += args.tls["dbmanager"].argv() if args.tls["dbmanager"] else []
+        earlystopping, _ = connect(args.earlystopping_address, argv, "earlystopping")
     return Endpoints(suggestion, dbmanager, dbmanager_address, earlystopping)
 
 

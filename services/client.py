@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .pb import api_pb2
+from .tls import ClientTls, channel
 
 PARAMETER_TYPES = {"double": api_pb2.DOUBLE, "int": api_pb2.INT, "discrete": api_pb2.DISCRETE, "categorical": api_pb2.CATEGORICAL}
 DISTRIBUTIONS = {
@@ -122,10 +123,13 @@ class ServerProcess:
     """A service CLI run as a child process on an ephemeral loopback port.
 
     `argv` is the module and its arguments, e.g. ["katib_services.services.suggestion", "--algorithm", "random"].
-    The child prints "... on HOST:PORT" on its first stdout line once it listens.
+    The child prints "... on HOST:PORT" on its first stdout line once it listens. A server started
+    with TLS flags is reached with `tls`.
     """
 
-    def __init__(self, argv: Sequence[str], host: str = "127.0.0.1", timeout: float = 20.0, stderr=subprocess.DEVNULL):
+    def __init__(
+        self, argv: Sequence[str], host: str = "127.0.0.1", timeout: float = 20.0, stderr=subprocess.DEVNULL, tls: ClientTls | None = None
+    ):
         self.started = time.perf_counter()
         self.channel = None
         self.process = subprocess.Popen(
@@ -140,7 +144,7 @@ class ServerProcess:
             if " on " not in line:
                 raise RuntimeError(f"{' '.join(argv)} did not start (exit code {self.process.wait()})")
             self.address = line.rsplit(" on ", 1)[1].strip()
-            self.channel = grpc.insecure_channel(self.address)
+            self.channel = channel(self.address, tls)
             wait_serving(self.channel, timeout=timeout)
         except BaseException:  # a failed start, or a signal while waiting: no server is left behind
             self.stop(timeout=5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sqlite3
 
 from katib_services.algorithms.errors import InvalidSpec
@@ -19,9 +18,7 @@ from katib_services.numbers import quote
 from katib_services.obslog import ObservationStore
 
 from .pb import api_pb2
-from .server import Server, add_server_arguments, configure_logging, serve_until_signal
-
-log = logging.getLogger("katib.dbmanager")
+from .server import Server, add_server_arguments, current_call, serve_until_signal, server_options, start_or_exit
 
 SERVICE = "DBManager"
 DEFAULT_ADDRESS = "0.0.0.0:6789"  # the port of Katib's own DB manager
@@ -47,7 +44,7 @@ class DBManagerServicer:
         logs = [(m.time_stamp, m.metric.name, m.metric.value) for m in request.observation_log.metric_logs]
         with _bad_input_is_invalid_argument():
             self.store.report(request.trial_name, logs)
-        log.info("trial %s: stored %d log(s)", quote(request.trial_name, 253), len(logs))
+        current_call().summary = f"trial {quote(request.trial_name, 253)}: stored {len(logs)} log(s)"
         return api_pb2.ReportObservationLogReply()
 
     def GetObservationLog(self, request, context):
@@ -65,7 +62,7 @@ class DBManagerServicer:
     def DeleteObservationLog(self, request, context):
         with _bad_input_is_invalid_argument():
             count = self.store.delete(request.trial_name)
-        log.info("trial %s: deleted %d log(s)", quote(request.trial_name, 253), count)
+        current_call().summary = f"trial {quote(request.trial_name, 253)}: deleted {count} log(s)"
         return api_pb2.DeleteObservationLogReply()
 
 
@@ -80,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"SQLite file of the observation logs (default {DEFAULT_DB})")
     add_server_arguments(parser, DEFAULT_ADDRESS)
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    options = server_options(parser, args)
     try:
-        server = start(args.db, args.address, max_message_mb=args.max_message_mb)
+        server = start_or_exit(parser, lambda: start(args.db, args.address, **options))
     except sqlite3.Error as error:
         parser.error(f"--db {args.db}: {error}")
     serve_until_signal(server, args.grace, f"katib-dbmanager serving {args.db} on {server.address}")

@@ -12,8 +12,10 @@ katib-local): the call succeeds and the trial is only logged as early stopped, b
 caller (katib-local) records the condition itself. Inside a pod whose Kubernetes credentials do
 not work, the call answers UNAVAILABLE with the reason.
 
-The DB manager is read with the same message limit as this server's own (--max-message-mb);
-channels are kept for the few most recent DB-manager addresses and closed when dropped.
+The DB manager is read with the same message limit as this server's own (--max-message-mb),
+over TLS with --dbmanager-tls-ca (and a client certificate with --dbmanager-tls-cert and
+--dbmanager-tls-key); channels are kept for the few most recent DB-manager addresses and closed
+when dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from katib_services.numbers import quote
 from katib_services.statestore import StateStore
 
 from .pb import api_pb2, api_pb2_grpc
-from .server import DEFAULT_MAX_MESSAGE_MB, LEGACY_HEALTH_NAME, RpcFailure, Server, algorithm_cli, caller_check, positive
+from .server import DEFAULT_MAX_MESSAGE_MB, LEGACY_HEALTH_NAME, RpcFailure, Server, algorithm_cli, caller_check, current_call, positive
+from .tls import ClientTls, add_client_tls_arguments, channel, client_tls
 
 log = logging.getLogger("katib.earlystopping")
 
@@ -69,20 +72,21 @@ def prepare(spec: api_pb2.EarlyStoppingSpec, problems: Problems) -> tuple[Stoppi
 class _Channels:
     """gRPC channels to the most recent DB-manager addresses; a dropped one is closed."""
 
-    def __init__(self, max_message_bytes: int, size: int = DB_CHANNELS):
+    def __init__(self, max_message_bytes: int, size: int = DB_CHANNELS, tls: ClientTls | None = None):
         self.options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)]
         self.size = size
+        self.tls = tls
         self._channels: OrderedDict[str, grpc.Channel] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, address: str) -> grpc.Channel:
         with self._lock:
-            channel = self._channels.pop(address, None) or grpc.insecure_channel(address, options=self.options)
-            self._channels[address] = channel
+            opened = self._channels.pop(address, None) or channel(address, self.tls, self.options)
+            self._channels[address] = opened
             while len(self._channels) > self.size:
                 _, dropped = self._channels.popitem(last=False)
                 dropped.close()
-            return channel
+            return opened
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -95,27 +99,31 @@ class EarlyStoppingServicer:
         store: StateStore | None = None,
         max_message_mb: int = DEFAULT_MAX_MESSAGE_MB,
         max_trials: int = DEFAULT.trials,
+        dbmanager_tls: ClientTls | None = None,
     ):
         self.store = store if store is not None else StateStore()
         self.means = EarlyMeans(self.store.view("early-means"))
-        self.channels = _Channels(max_message_mb << 20)
+        self.channels = _Channels(max_message_mb << 20, tls=dbmanager_tls)
         self.max_trials = max_trials
         self._trial_status = trial_status  # a TrialStatusUpdater, made on first use
         self._lock = threading.Lock()
 
     def ValidateEarlyStoppingSettings(self, request, context):
         problems = Problems()
-        prepare(request.early_stopping, problems)
+        rule, _ = prepare(request.early_stopping, problems)
+        if rule is not None:
+            current_call().algorithm = rule.name
         problems.raise_if_any()
         return api_pb2.ValidateEarlyStoppingSettingsReply()
 
     def GetEarlyStoppingRules(self, request, context):
-        start = time.perf_counter()
         if len(request.trials) > self.max_trials:
             raise TooLarge(f"trials: the request has {len(request.trials)} trials, more than this service reads ({self.max_trials}, --max-trials)")
         problems = Problems()
         spec = request.experiment.spec
         rule, settings = prepare(spec.early_stopping, problems)
+        if rule is not None:
+            current_call().algorithm = rule.name
         metric = spec.objective.objective_metric_name
         if not metric:
             problems.add("spec.objective.objectiveMetricName", "is empty; name the metric to optimize")
@@ -138,13 +146,11 @@ class EarlyStoppingServicer:
         except DBUnavailable as error:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, str(error)) from None
         found = rule.rule(metric, spec.objective.type == api_pb2.MAXIMIZE, means, settings)
-        log.info(
-            "%s: %s from %d of %d succeeded trials in %.1f ms",
+        current_call().summary = "%s: %s from %d of %d succeeded trials" % (
             rule.name,
             f"{found.name} {found.comparison} {found.value:g} from step {found.start_step}" if found else "no rule yet",
             len(means),
             len(succeeded),
-            (time.perf_counter() - start) * 1000,
         )
         reply = api_pb2.GetEarlyStoppingRulesReply()
         if found:
@@ -156,12 +162,16 @@ class EarlyStoppingServicer:
     def _reader(self, address: str):
         """Reads one trial's log of one metric from the DB manager at `address`."""
         stub = api_pb2_grpc.DBManagerStub(self.channels.get(address))
+        timings = current_call().db_calls  # appended to from the reading threads
 
         def read(trial_name: str, metric: str) -> list[tuple[str, str]]:
             request = api_pb2.GetObservationLogRequest(trial_name=trial_name, metric_name=metric)
+            start = time.perf_counter()
             try:
                 reply = stub.GetObservationLog(request, timeout=DB_DEADLINE_SECONDS)
+                timings.append(("OK", time.perf_counter() - start))
             except grpc.RpcError as error:
+                timings.append((error.code().name, time.perf_counter() - start))
                 raise DBUnavailable(
                     f"the DB manager at {address} did not return the log of trial {quote(trial_name)}: "
                     f"{error.code().name}: {error.details()}"
@@ -181,7 +191,7 @@ class EarlyStoppingServicer:
         try:
             updater = self._updater()
             if updater is None:
-                log.info("trial %s early stopped (not in a Kubernetes pod and no kubeconfig: nothing to update)", name)
+                current_call().summary = f"trial {name} early stopped (not in a Kubernetes pod and no kubeconfig: nothing to update)"
                 return api_pb2.SetTrialStatusReply()
             outcome = updater.mark_early_stopped(name)
         except TrialNotFound as error:
@@ -190,7 +200,7 @@ class EarlyStoppingServicer:
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, str(error)) from None
         except KubernetesError as error:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, str(error)) from None
-        log.info("trial %s: %s", name, outcome)
+        current_call().summary = f"trial {name}: {outcome}"
         return api_pb2.SetTrialStatusReply()
 
     def _updater(self):
@@ -205,13 +215,20 @@ class EarlyStoppingServicer:
 
 
 def start(
-    algorithm: str, address: str = DEFAULT_ADDRESS, trial_status=None, *, store: StateStore | None = None, max_trials: int = DEFAULT.trials, **options
+    algorithm: str,
+    address: str = DEFAULT_ADDRESS,
+    trial_status=None,
+    *,
+    store: StateStore | None = None,
+    max_trials: int = DEFAULT.trials,
+    dbmanager_tls: ClientTls | None = None,
+    **options,
 ) -> Server:
     """Starts an EarlyStopping server; `algorithm` (a name in earlystopping.rules.RULES) is what it is
     deployed for, while each request is served by the rule its spec names."""
     if algorithm not in RULES:
         raise ValueError(f'unknown early-stopping algorithm "{algorithm}"; choose one of: {", ".join(RULES)}')
-    servicer = EarlyStoppingServicer(trial_status, store, options.get("max_message_mb", DEFAULT_MAX_MESSAGE_MB), max_trials)
+    servicer = EarlyStoppingServicer(trial_status, store, options.get("max_message_mb", DEFAULT_MAX_MESSAGE_MB), max_trials, dbmanager_tls)
     return Server(address, [(servicer, SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
 
 
@@ -219,7 +236,8 @@ def _arguments(parser: argparse.ArgumentParser):
     parser.add_argument(
         "--max-trials", type=positive, default=DEFAULT.trials, help=f"largest number of trials one request may carry (default {DEFAULT.trials:,})"
     )
-    return lambda args: {"max_trials": args.max_trials}
+    add_client_tls_arguments(parser, "dbmanager", "the DB manager")
+    return lambda args: {"max_trials": args.max_trials, "dbmanager_tls": client_tls(parser, args, "dbmanager")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
     katib-suggestion --algorithm NAME [--address HOST:PORT] [--data-dir DIR]     (default 0.0.0.0:6789, /opt/katib/data)
     python -m katib_services.services.suggestion --algorithm NAME ...
 
-The server loads `--algorithm` at start-up. A request is served by the algorithm its experiment
+The server loads `--algorithm` right after it answers SERVING. A request is served by the algorithm its experiment
 names (`spec.algorithm.algorithmName`), so one image answers for every registered name; an empty
 name falls back to `--algorithm`.
 """
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
-import time
+import threading
 
 from google.protobuf.message import DecodeError
 
@@ -29,9 +28,7 @@ from katib_services.statestore import StateStore
 from . import convert, wire
 from .checkpoints import DEFAULT_DATA_DIR, CheckpointDirectories
 from .pb import api_pb2
-from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, caller_check, positive, set_log_experiment
-
-log = logging.getLogger("katib.suggestion")
+from .server import LEGACY_HEALTH_NAME, Server, algorithm_cli, caller_check, current_call, positive, set_log_experiment
 
 SERVICE = "Suggestion"
 TRIALS_FIELD = api_pb2.GetSuggestionsRequest.DESCRIPTOR.fields_by_name["trials"].number
@@ -69,6 +66,7 @@ class SuggestionServicer:
             )
         settings: dict = {}
         if algorithm is not None:
+            current_call().algorithm = algorithm.name
             settings = algorithm.schema.parse(name, experiment.settings, problems)
             if not problems.messages:
                 algorithm.check(experiment, settings, problems, self.limits)
@@ -84,13 +82,13 @@ class SuggestionServicer:
 
     def GetSuggestions(self, data: bytes, context):
         """Takes the serialized request: trials are sliced out as bytes for the trial cache."""
-        start = time.perf_counter()
         try:
             rest, trial_blobs = wire.split_field(data, TRIALS_FIELD)
             request = api_pb2.GetSuggestionsRequest.FromString(rest)
         except (wire.WireError, DecodeError) as error:
             raise InvalidSpec(f"request: not a valid GetSuggestionsRequest ({error})") from None
         set_log_experiment(request.experiment.name)
+        current_call().trials = len(trial_blobs)
         count = request.current_request_number
         if count < 0:
             raise InvalidSpec(f"current_request_number: ({count}) must not be negative")
@@ -128,13 +126,7 @@ class SuggestionServicer:
         )
         _verify(reply, experiment, count, algorithm.name)
         self.checkpoints.prepare(experiment.name, reply.proposals)  # before any trial of the reply can start
-        log.info(
-            "%s: %d assignment(s) for %d trial(s) in %.1f ms",
-            algorithm.name,
-            count,
-            len(trials),
-            (time.perf_counter() - start) * 1000,
-        )
+        current_call().summary = f"{algorithm.name}: {count} assignment(s) for {len(trials)} trial(s)"
         return convert.suggestions_reply(reply, algorithm.name)
 
 
@@ -165,11 +157,17 @@ def start(
     **options,
 ) -> Server:
     """Starts a Suggestion server for `algorithm` (which must be registered); pbt keeps its
-    checkpoint directories in `data_dir`."""
-    if registry.get(algorithm) is None:
+    checkpoint directories in `data_dir`.
+
+    The server answers SERVING before the algorithm's module (Optuna, scipy, ...) is loaded: a
+    background thread loads it then, and a call that comes first waits for it.
+    """
+    if algorithm not in registry.names():
         raise ValueError(f'unknown algorithm "{algorithm}"; choose one of: {", ".join(registry.names())}')
     servicer = SuggestionServicer(algorithm, limits, store, str(data_dir))
-    return Server(address, [(servicer, SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
+    server = Server(address, [(servicer, SERVICE)], health_names=[LEGACY_HEALTH_NAME], **options)
+    threading.Thread(target=registry.get, args=(algorithm,), name=f"load-{algorithm}", daemon=True).start()
+    return server
 
 
 def _arguments(parser: argparse.ArgumentParser):

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from katib_services.services.docs import END, START, settings_table
 from katib_services.runner import spec
 
@@ -21,6 +23,33 @@ def command_after(heading_text: str) -> str:
 def test_settings_table_is_current():
     block = README[README.index(START) : README.index(END) + len(END)]
     assert block == settings_table(), "README settings table is stale: run python -m katib_services.services.docs"
+
+
+def test_metrics_table_is_current():
+    from katib_services.services.docs import METRICS_END, METRICS_START, metrics_table
+
+    block = README[README.index(METRICS_START) : README.index(METRICS_END) + len(METRICS_END)]
+    assert block == metrics_table(), "README metrics table is stale: run python -m katib_services.services.docs"
+
+
+@pytest.mark.parametrize(
+    "command, pattern",
+    [
+        (["katib_services.services.suggestion"], r"--[a-z][a-z0-9-]+"),
+        (["katib_services.services.earlystopping"], r"--[a-z][a-z0-9-]+"),
+        (["katib_services.services.dbmanager"], r"--[a-z][a-z0-9-]+"),
+        (["katib_services.runner.cli", "run"], r"--[a-z]+-tls-[a-z]+"),  # katib-local: its TLS flags
+    ],
+)
+def test_operations_section_names_every_flag(command, pattern):
+    """Every flag of every server CLI, and katib-local's TLS flags, are in the README's Operations section."""
+    done = subprocess.run([sys.executable, "-m", *command, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    flags = set(re.findall(pattern, done.stdout)) - {"--help"}
+    assert flags, done.stdout + done.stderr
+    operations = README[README.index("## Operations") :]
+    operations = operations[: operations.index("\n## ", 1)]
+    missing = sorted(flag for flag in flags if f"`{flag}" not in operations)
+    assert not missing, f"README Operations does not name {missing}"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -50,9 +50,54 @@ def test_registered_algorithms_match_registry():
 def test_suggestion_entries_pass_algorithm_and_share_one_image():
     entries = suggestions()
     for entry in entries:
-        assert entry.get("args") == ["--algorithm", entry["algorithmName"]], entry
+        assert entry.get("args")[:2] == ["--algorithm", entry["algorithmName"]], entry
     images = {entry["image"] for entry in entries}
     assert len(images) == 1, f"suggestions use several images: {sorted(images)}"
+
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def test_suggestion_containers_run_restricted_with_requests_and_limits():
+    for entry in suggestions():
+        context = entry["securityContext"]
+        if entry["algorithmName"] == "pbt":  # root owns a fresh checkpoint volume: root, but nothing else
+            assert context["runAsUser"] == 0 and context["runAsNonRoot"] is False
+            context = {**context, "runAsNonRoot": True, "runAsUser": 65532}
+        assert {k: context.get(k) for k in RESTRICTED} == RESTRICTED, entry["algorithmName"]
+        assert context["runAsUser"] == 65532  # the image's user
+        resources = entry["resources"]
+        assert {"cpu", "memory"} <= resources["requests"].keys() and "memory" in resources["limits"], entry["algorithmName"]
+    for entry in load_yaml(MANIFESTS / "katib-config.yaml")["runtime"]["earlyStoppings"]:
+        assert {"cpu", "memory"} <= entry["resources"]["requests"].keys() and "memory" in entry["resources"]["limits"]
+
+
+def mebibytes(quantity: str) -> float:
+    return float(quantity.removesuffix("Mi"))
+
+
+def test_memory_limits_follow_the_issue_targets():
+    """Katib's default 100Mi for every algorithm whose measured peak allows it (README, Operations)."""
+    limits = {entry["algorithmName"]: mebibytes(entry["resources"]["limits"]["memory"]) for entry in suggestions()}
+    assert all(limits[name] == 100 for name in ("random", "grid", "tpe", "multivariate-tpe", "pbt")), limits
+    assert all(limit <= 256 for limit in limits.values()), limits
+
+
+def test_metrics_port_args_container_port_and_scrape_annotations_agree():
+    annotations = load_yaml(MANIFESTS / "scrape-annotations.yaml")["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    for entry in suggestions():
+        port = entry["args"][entry["args"].index("--metrics-port") + 1]
+        assert [p["containerPort"] for p in entry["ports"] if p["name"] == "metrics"] == [int(port)]
+        assert annotations["prometheus.io/port"] == port
+    cmd = json.loads(dockerfile_instructions("CMD", "Dockerfile.earlystop")[-1])
+    assert cmd[cmd.index("--metrics-port") + 1] != annotations["prometheus.io/port"]  # two containers of one pod
 
 
 def test_kustomization_replaces_katib_config():

@@ -179,6 +179,8 @@ def test_work_stops_when_the_caller_is_gone(algorithm):
     ]
     with ServerProcess(["katib_services.services.suggestion", "--algorithm", algorithm]) as server:
         stub = api_pb2_grpc.SuggestionStub(server.channel)
+        # The algorithm's module loads in the background after SERVING; validation waits for it.
+        stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=60)
         request = api_pb2.GetSuggestionsRequest(experiment=exp, trials=trials, current_request_number=1000)
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetSuggestions(request, timeout=1.0)
@@ -188,3 +190,25 @@ def test_work_stops_when_the_caller_is_gone(algorithm):
         time.sleep(1.0)
         assert cpu_seconds(server.process.pid) - before < 0.2, "the server kept computing after its caller left"
         assert health_status(server.channel, "") == SERVING
+
+
+def test_a_call_in_progress_does_not_hold_up_other_experiments(serve, test_algorithms):
+    """Requests of different experiments share no lock: while one experiment's call is held inside
+    its algorithm, other experiments (of the same and of other algorithms) are answered."""
+    client = serve("random")
+    plugins.release.clear()
+    plugins.entered.clear()
+    held = threading.Thread(target=client.suggest, args=(experiment([double("x", 0, 1)], name="held", algorithm="test-blocking"),))
+    held.start()
+    try:
+        assert plugins.entered.wait(5)
+        for name, algorithm in (("other", "random"), ("third", "grid"), ("fourth", "test-crashing")):
+            exp = experiment([integer("a", 1, 9)], name=name, algorithm=algorithm, maxTrialCount=9)
+            try:
+                assert len(client.suggest(exp, count=2).parameter_assignments) == 2
+            except grpc.RpcError as error:
+                assert algorithm == "test-crashing" and error.code() == grpc.StatusCode.INTERNAL
+        assert held.is_alive(), "the held call must still be in progress"
+    finally:
+        plugins.release.set()
+        held.join(10)
