@@ -371,7 +371,8 @@ class Controller:
         deadline = time.monotonic() + STOP_SECONDS
         while any(t.condition in PENDING for t in self.trials) and time.monotonic() < deadline:
             for finished in self.executor.wait(timeout=1.0):
-                finished.killed, finished.error, finished.message = True, False, message
+                if finished.killed:  # a trial that ended on its own just before keeps its own ending
+                    finished.error, finished.message = False, message
                 self._finish(finished, stopping=True)
         for trial in self.trials:
             if trial.condition in PENDING:

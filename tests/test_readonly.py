@@ -20,6 +20,8 @@ from .test_tls import report_logs, rules_request
 
 SETTINGS = {
     "bayesianoptimization": {"base_estimator": "RF"},  # scikit-learn too
+    "hyperband": {"resource_name": "layers", "r_l": 9, "sampler": "tpe"},
+    "asha": {"resource_name": "layers", "max_resource": 9, "sampler": "tpe"},
     "pbt": {"suggestion_trial_dir": "/var/log/katib/checkpoints/", "n_population": 5, "truncation_threshold": 0.2},  # writes checkpoint directories in --data-dir
 }
 
