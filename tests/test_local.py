@@ -359,7 +359,7 @@ def test_katib_random_example_shape(tmp_path):
 
 def test_ctrl_c_then_resume_reruns_only_unfinished_trials(tmp_path):
     record = tmp_path / "runs.txt"
-    document = manifest(args=["--steps=2", "--sleep=0.4", f"--record={record}"], maxTrialCount=6, parallelTrialCount=2)
+    document = manifest(args=["--steps=4", "--sleep=0.4", f"--record={record}"], maxTrialCount=6, parallelTrialCount=2)
     path = write(tmp_path, document)
     workdir = tmp_path / "work"
     command = [sys.executable, "-m", "katib_services.runner.cli", "run", str(path), "--workdir", str(workdir)]
