@@ -28,6 +28,7 @@ from .experiment import Experiment
 from .history import History
 from .limits import Limits
 from .settings import Schema
+from .space import SearchSpace
 
 
 def _never_cancelled() -> None:
@@ -64,7 +65,8 @@ class Reply:
 
 
 class Algorithm:
-    """Base class: set `name`, `summary` and `schema`; implement `suggest`; extend `check`."""
+    """Base class: set `name`, `summary` and `schema`; implement `suggest`; extend `check` (and
+    `space`, for an algorithm that sets a parameter itself)."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -72,6 +74,14 @@ class Algorithm:
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         """Algorithm-specific validation beyond the space and the settings schema."""
+
+    def space(self, experiment: Experiment, settings: dict[str, Any]) -> SearchSpace:
+        """The space that trials and proposals are points of, for a valid experiment: its own.
+
+        An algorithm that sets a parameter itself may replace that parameter: hyperband's and
+        asha's resource takes the values of their schedule, whatever its feasibleSpace says. The
+        service parses the trials, and verifies every reply, against this space."""
+        return experiment.space
 
     def suggest(self, request: Request) -> Reply:
         raise NotImplementedError

@@ -73,9 +73,11 @@ class TrialCache:
 
     def trials(self, experiment: Experiment, pb: api_pb2.Experiment, blobs: Iterable[bytes]) -> list[Trial]:
         """The parsed trials of serialized `Trial` messages."""
-        # Parsing depends on the parameters and the objective only, not on the settings.
+        # Parsing depends on the parameters, the objective and, for an algorithm that sets a
+        # parameter itself (Algorithm.space: hyperband's resource), on the algorithm's settings.
         key = pb.name.encode() + b"\0" + pb.spec.parameter_specs.SerializeToString(deterministic=True)
         key += pb.spec.objective.SerializeToString(deterministic=True)
+        key += pb.spec.algorithm.SerializeToString(deterministic=True)
         previous = self._store.get(key) or {}
         current: dict[bytes, Trial] = {}
         out = []

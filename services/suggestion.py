@@ -11,6 +11,7 @@ name falls back to `--algorithm`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 
@@ -68,6 +69,9 @@ class SuggestionServicer:
             if not problems.messages:
                 algorithm.check(experiment, settings, problems, self.limits)
         problems.raise_if_any()
+        space = algorithm.space(experiment, settings)  # type: ignore[union-attr]
+        if space is not experiment.space:  # the algorithm sets a parameter itself (hyperband's resource)
+            experiment = dataclasses.replace(experiment, space=space)
         return algorithm, experiment, settings  # type: ignore[return-value]
 
     def ValidateAlgorithmSettings(self, request, context):
@@ -130,8 +134,9 @@ class SuggestionServicer:
 
 
 def _verify(reply: Reply, experiment: Experiment, count: int, name: str) -> None:
-    """What every reply must be: exactly `count` assignments, each a point of the space, all
-    different. Anything else is a bug of the algorithm (INTERNAL), never sent to Katib."""
+    """What every reply must be: exactly `count` assignments, each a point of the space (the
+    algorithm's, `Algorithm.space`), all different. Anything else is a bug of the algorithm
+    (INTERNAL), never sent to Katib."""
     if len(reply.proposals) != count:
         raise RuntimeError(f"{name} produced {len(reply.proposals)} assignments instead of {count}")
     space = experiment.space
