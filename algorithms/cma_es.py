@@ -79,7 +79,7 @@ from .base import Algorithm, Proposal, Reply, Request, derive_seed
 from .errors import Problems
 from .experiment import Experiment
 from .limits import Limits
-from .history import Condition, Trial
+from .history import Condition, Trial, label_index
 from .model import Encoder, draw_new
 from .settings import RANDOM_STATE, Schema, Setting
 from .space import Distribution, ParamType, SearchSpace
@@ -93,7 +93,6 @@ _PENALTY = 1e12  # told for a generation whose told members all lack a value
 _MIN_SIGMA = 1e-10  # sigma 0 is valid in Katib; Optuna floors it at this value too
 _MAX_TOLD = 1e6  # CMAwM tells raw samples; cmaes rejects values beyond 1e32
 _LABEL_MAX = 63  # a Kubernetes label value holds at most 63 characters
-_INDEX_DIGITS = 9  # a label number longer than this is garbage
 
 _FINISHED = frozenset(
     {Condition.SUCCEEDED, Condition.EARLYSTOPPED, Condition.FAILED, Condition.KILLED, Condition.METRICSUNAVAILABLE}
@@ -331,12 +330,6 @@ def _ask(optimizer: Optimizer) -> tuple[np.ndarray, np.ndarray]:
     return x, x
 
 
-def _index(text: str | None) -> int | None:
-    if text is None or not 0 < len(text) <= _INDEX_DIGITS or not text.isascii() or not text.isdigit():
-        return None
-    return int(text)
-
-
 def _format_late(late: Sequence[int]) -> str:
     return ".".join(str(m) for m in late)
 
@@ -344,7 +337,7 @@ def _format_late(late: Sequence[int]) -> str:
 def _parse_late(text: str) -> tuple[int, ...] | None:
     if not text:
         return ()
-    parts = [_index(part) for part in text.split(".")]
+    parts = [label_index(part) for part in text.split(".")]
     return None if None in parts else tuple(parts)  # type: ignore[return-value]
 
 
@@ -363,9 +356,9 @@ def _groups(trials: Sequence[Trial]) -> Groups:
     for t in trials:
         if t.point is None or not t.labels:
             continue
-        run, generation = _index(t.labels.get(RUN)), _index(t.labels.get(GENERATION))
+        run, generation = label_index(t.labels.get(RUN)), label_index(t.labels.get(GENERATION))
         if run is not None and generation is not None:
-            labelled.setdefault((run, generation), []).append((_index(t.labels.get(MEMBER)), t))
+            labelled.setdefault((run, generation), []).append((label_index(t.labels.get(MEMBER)), t))
     groups: Groups = {}
     for key, entries in labelled.items():
         limit = _SKIPS * len(entries)

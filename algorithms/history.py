@@ -34,6 +34,16 @@ PENDING = frozenset({Condition.CREATED, Condition.RUNNING})
 OBSERVED = frozenset({Condition.SUCCEEDED, Condition.EARLYSTOPPED})
 
 
+LABEL_DIGITS = 9  # a label number longer than this is garbage
+
+
+def label_index(text: str | None) -> int | None:
+    """A bookkeeping number in a trial label: plain ASCII digits, at most LABEL_DIGITS; else None."""
+    if text is None or not 0 < len(text) <= LABEL_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def metric_value(text: str | None) -> float | None:
     """A metric string as a finite float; None for missing, non-numeric, NaN or infinite values."""
     return None if text is None else parse_float(text)
