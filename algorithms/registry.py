@@ -12,6 +12,8 @@ from .base import Algorithm
 _LOCATIONS = {
     "bayesianoptimization": "katib_services.algorithms.bayesianoptimization:BayesianOptimization",
     "cmaes": "katib_services.algorithms.cma_es:CmaEs",
+    "darts": "katib_services.algorithms.darts:Darts",
+    "enas": "katib_services.algorithms.enas:Enas",
     "grid": "katib_services.algorithms.grid:GridSearch",
     "multivariate-tpe": "katib_services.algorithms.multivariate_tpe:MultivariateTpe",
     "random": "katib_services.algorithms.random_search:RandomSearch",
