@@ -35,10 +35,12 @@ Then the proposals are drawn from the trained controller with the request's seed
 an existing trial or to an earlier member of the batch is drawn again (then random architectures,
 then the next free one in a scan).
 
-Bounded work: the controller learns from the first LAYER_STEP_BUDGET / (controller_train_steps x
-numLayers) rewarded trials (1,000 with the defaults and 8 layers); later ones are only never
-proposed again. With at most MAX_LAYERS layers, MAX_CHOICES operation ids and a hidden size of at
-most 128, a call costs at most about LAYER_STEP_BUDGET layer steps and a few MiB of weights.
+Bounded work: a training step costs about one unit per layer plus one per 20,000 controller
+parameters (Adam's update); the controller learns from as many of the first rewarded trials as
+WORK_BUDGET units allow (`learnable`: 467 with the defaults, 8 layers and 100 operation ids);
+later ones are only never proposed again. With at most MAX_LAYERS layers, MAX_CHOICES operation
+ids and a hidden size of at most 128 (420,000 parameters, 10 MiB with Adam's moments), a new
+server's full replay stays well within Katib's 60 s deadline.
 
 Statelessness. Training is a function of the sequence of (architecture, reward) of the learning
 events, so a restarted server replays it and gives the same proposals. A warm server keeps the
@@ -60,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from .base import Algorithm, Proposal, Reply, Request, derive_seed
-from .enas_controller import Architecture, Config, Controller
+from .enas_controller import Architecture, Config, Controller, size
 from .errors import Cancelled, Problems
 from .experiment import Experiment
 from .history import OBSERVED, PENDING, History, Trial, label_index
@@ -72,7 +74,7 @@ log = logging.getLogger("katib.enas")
 
 INDEX = "enas-index"
 NAMES = ("architecture", "nn_config")
-LAYER_STEP_BUDGET = 40_000
+WORK_BUDGET = 25_000  # learning work of one request: steps x (layers + parameters / 20,000) (module docstring)
 REWARD_LIMIT = 1e100  # rewards are clipped to +-this, so that their squares stay finite
 _ROUNDS = 8  # batches drawn from the controller before random architectures are tried
 
@@ -121,8 +123,8 @@ class Enas(Algorithm):
             "controller_train_steps",
             int,
             5,
-            "Adam steps on each trial's reward. The controller learns from the first 40,000 / (this x numLayers) "
-            "rewarded trials. Katib's default is 50 steps per call.",
+            "Adam steps on each trial's reward; the controller learns from the first rewarded trials that a bounded "
+            "work allows (about 2,400 / this, with 8 layers; README). Katib's default is 50 steps per call.",
             low=1,
             high=100,
         ),
@@ -264,7 +266,7 @@ class _Learner:
 
     def train(self) -> Controller:
         events, settled = learning_events(self.request.history, self.space)
-        events = events[: LAYER_STEP_BUDGET // (self.steps * self.config.layers)]
+        events = events[: learnable(self.config, self.steps)]
         settled = min(settled, len(events))
         stored = [s for s in self.request.store.get(self.key) or () if s.events == tuple(events[: len(s.events)])]
         start = max(stored, key=lambda s: len(s.events), default=None) or self._initial()
@@ -302,6 +304,12 @@ class _Learner:
     def _store(self, snapshots: list[_Snapshot]) -> None:
         size = sum(s.controller.nbytes + 200 * len(s.events) for s in snapshots)
         self.request.store.put(self.key, tuple(snapshots), size)
+
+
+def learnable(config: Config, steps: int) -> int:
+    """How many rewarded trials the controller learns from: a step costs about one unit per layer
+    and one per 20,000 parameters (Adam's update), and the work is at most WORK_BUDGET units."""
+    return max(1, int(WORK_BUDGET / (steps * (config.layers + size(config) / 20_000))))
 
 
 def learning_events(history: History, space: ArchitectureSpace) -> tuple[list[tuple[tuple, float]], int]:

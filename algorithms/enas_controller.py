@@ -24,7 +24,9 @@ skip decisions of KL(Bernoulli(p_ij) || Bernoulli(skip_target)), averaged over t
 gradient is computed by hand (backpropagation through both LSTM steps of every layer, the
 attention and the anchor averages); tests/test_nas.py checks it against finite differences.
 Parameters are updated with Adam. Everything is float64, so that the same sequence of updates
-gives the same weights bit for bit.
+gives the same weights bit for bit. BLAS runs one thread (set once when this module is loaded, for
+the whole process, as algorithms.bayesianoptimization does): the matrices are tiny, and threads
+only add synchronisation (sampling 16 architectures took 8x longer with two).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+
+threadpool_limits(limits=1, user_api="blas")  # once, process-wide (module docstring)
 
 INIT_RANGE = 0.01
 ADAM_BETAS = (0.9, 0.999)
