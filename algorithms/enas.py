@@ -32,8 +32,8 @@ order, is one learning event:
   architecture with that advantage, plus the entropy bonus and the skip penalty.
 
 Then the proposals are drawn from the trained controller with the request's seed; a draw equal to
-an existing trial or to an earlier member of the batch is drawn again (then random architectures,
-then the next free one in a scan).
+an existing trial or to an earlier member of the batch is drawn again (at most 8 draws per
+proposal; then random architectures, then the next free one in a scan).
 
 Bounded work: a training step costs about one unit per layer plus one per 20,000 controller
 parameters (Adam's update); the controller learns from as many of the first rewarded trials as
@@ -76,7 +76,8 @@ INDEX = "enas-index"
 NAMES = ("architecture", "nn_config")
 WORK_BUDGET = 25_000  # learning work of one request: steps x (layers + parameters / 20,000) (module docstring)
 REWARD_LIMIT = 1e100  # rewards are clipped to +-this, so that their squares stay finite
-_ROUNDS = 8  # batches drawn from the controller before random architectures are tried
+_CHUNK = 32  # architectures sampled at once (the sampler's memory grows with it)
+_DRAWS = 8  # draws from the controller per proposal before random architectures are tried
 
 
 def _positive(name: str, default: float, meaning: str, high: float = 1_000, **options) -> Setting:
@@ -269,23 +270,27 @@ class _Learner:
         events = events[: learnable(self.config, self.steps)]
         settled = min(settled, len(events))
         stored = [s for s in self.request.store.get(self.key) or () if s.events == tuple(events[: len(s.events)])]
-        start = max(stored, key=lambda s: len(s.events), default=None) or self._initial()
+        start = max(stored, key=lambda s: len(s.events), default=None)
         keep = max((s for s in stored if len(s.events) <= settled), key=lambda s: len(s.events), default=None)
-        controller, baseline = start.controller.copy(), start.baseline
-        done = len(start.events)
+        if start is None:
+            controller, baseline, done = Controller(self.config, np.random.default_rng(self.seed)), _Baseline(), 0
+        else:  # a copy: what the store holds never changes
+            controller, baseline, done = start.controller.copy(), start.baseline, len(start.events)
+        first = done
         try:
-            for position in range(done, len(events)):
+            for position in range(first, len(events)):
                 self.request.check()
                 point, reward = events[position]
                 self._learn(controller, baseline.advantage(reward), point, position)
                 baseline = baseline.add(reward, self.decay)
                 done = position + 1
-                if done == settled:
+                if done == settled < len(events):
                     keep = _Snapshot(tuple(events[:done]), controller.copy(), baseline)
         finally:  # a cancelled call keeps what it trained
-            if done > len(start.events):
-                final = keep if keep is not None and len(keep.events) == done else _Snapshot(tuple(events[:done]), controller.copy(), baseline)
-                self._store([final] if keep is None or keep is final else [keep, final])
+            if done > first:
+                # The trained controller itself is stored: from here on it only samples.
+                final = _Snapshot(tuple(events[:done]), controller, baseline)
+                self._store([final] if keep is None or done == settled else [keep, final])
         return controller
 
     def _learn(self, controller: Controller, advantage: float, point: tuple, position: int) -> None:
@@ -297,9 +302,6 @@ class _Learner:
                     "enas: controller step %d (trial %d): loss %.4f, entropy %.4f, skip penalty %.4f, skip rate %.3f",
                     controller.steps, position + 1, stats["loss"], stats["entropy"], stats["skip_penalty"], stats["skip_rate"],
                 )
-
-    def _initial(self) -> _Snapshot:
-        return _Snapshot((), Controller(self.config, np.random.default_rng(self.seed)), _Baseline())
 
     def _store(self, snapshots: list[_Snapshot]) -> None:
         size = sum(s.controller.nbytes + 200 * len(s.events) for s in snapshots)
@@ -341,17 +343,17 @@ def _reward(trial: Trial) -> float | None:
 
 
 def _draw(controller: Controller, space: ArchitectureSpace, request: Request) -> list[tuple]:
-    """`request.count` different architectures, none equal to a trial's while any is left."""
+    """`request.count` different architectures, none equal to a trial's while any is left: drawn
+    from the controller in chunks (at most _DRAWS per proposal), then at random."""
     taken = request.history.taken()
     rng = np.random.default_rng(request.seed)
     out: list[tuple] = []
-    batch = max(2 * request.count, 16)
-    for _ in range(_ROUNDS):
+    for _ in range(0, _DRAWS * request.count, _CHUNK):
         if len(out) == request.count:
             return out
         request.check()
-        arch = controller.sample(batch, rng)
-        for b in range(batch):
+        arch = controller.sample(_CHUNK, rng)
+        for b in range(_CHUNK):
             point = tuple(x for row in arch.row(b) for x in row)
             if point not in taken and len(out) < request.count:
                 taken.add(point)

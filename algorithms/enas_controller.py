@@ -190,12 +190,18 @@ class Controller:
         loss, grad, stats = self.loss_and_grads(arch, advantages)
         self.steps += 1
         b1, b2 = ADAM_BETAS
-        self.m *= b1
-        self.m += (1.0 - b1) * grad
+        scratch = np.multiply(grad, grad)  # in place from here: no temporaries the size of the weights
+        scratch *= 1.0 - b2
         self.v *= b2
-        self.v += (1.0 - b2) * grad * grad
-        rate = learning_rate * math.sqrt(1.0 - b2**self.steps) / (1.0 - b1**self.steps)
-        self.flat -= rate * self.m / (np.sqrt(self.v) + ADAM_EPSILON)
+        self.v += scratch
+        grad *= 1.0 - b1
+        self.m *= b1
+        self.m += grad
+        np.sqrt(self.v, out=scratch)
+        scratch += ADAM_EPSILON
+        np.divide(self.m, scratch, out=scratch)
+        scratch *= learning_rate * math.sqrt(1.0 - b2**self.steps) / (1.0 - b1**self.steps)
+        self.flat -= scratch
         return {"loss": loss, **stats}
 
     # -- the passes ------------------------------------------------------------------------------
@@ -215,7 +221,8 @@ class Controller:
         for layer in range(layers):
             c, h_a, cell_a = _cell(p["lstm"], x, c, h)
             logits, t_op = self.shape.forward(h_a @ p["soft"])
-            log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+            top = logits.max(axis=1, keepdims=True)
+            log_probs = logits - (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))
             probs = np.exp(log_probs)
             if arch is None:
                 u = rng.random((batch, 1))
@@ -239,7 +246,8 @@ class Controller:
             skips.append(bits)
             anchors[:, layer] = h
             keys[:, layer] = h @ p["attn1"]
-            tape.append(record)
+            if arch is not None:  # sampling keeps no tape: its memory grows with the batch
+                tape.append(record)
         return Architecture(ops, skips), tape
 
     def _backward(self, tape: list[dict], advantages: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:

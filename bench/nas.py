@@ -186,6 +186,39 @@ def latency(counts: list[int], settings: dict[str, str]) -> None:
         print(f"| {count} | {idle:.1f} | {peak:.1f} | {peak - idle:.1f} |")
 
 
+def worst_case() -> None:
+    """The largest learning work a request can ask for: 32 layers, 1,000 operation ids, hidden size
+    128, 100 steps per reward; the controller then learns from the first `learnable` trials."""
+    from katib_services.algorithms.enas import learnable
+    from katib_services.algorithms.enas_controller import Config
+
+    config = {
+        "graphConfig": {"numLayers": 32, "inputSizes": [1], "outputSizes": [1]},
+        "operations": [{"operationType": "op", "parameters": [{"name": "i", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "1000"}}]}],
+    }
+    settings = [{"name": "controller_hidden_size", "value": "128"}, {"name": "controller_train_steps", "value": "100"}]
+    spec = {"objective": {"type": "maximize", "objectiveMetricName": METRIC}, "nasConfig": config,
+            "algorithm": {"algorithmName": "enas", "algorithmSettings": settings}}  # fmt: skip
+    exp = experiment_pb("bench-nas-worst", spec)
+    count = learnable(Config(layers=32, operations=1000, hidden=128), 100) + 2
+    with ServerProcess(["katib_services.services.suggestion", "--algorithm", "enas", "--log-level", "ERROR"]) as server:
+        stub = api_pb2_grpc.SuggestionStub(server.channel)
+        # The untrained controller's proposals, then all of them rewarded.
+        one = stub.GetSuggestions(api_pb2.GetSuggestionsRequest(experiment=exp, current_request_number=count, total_request_number=count), timeout=60)
+        pbs = [
+            trial_pb(f"w{i:03d}", {a.name: a.value for a in item.assignments}, "Succeeded", {METRIC: i % 7}, dict(item.labels))
+            for i, item in enumerate(one.parameter_assignments)
+        ]
+        request = api_pb2.GetSuggestionsRequest(experiment=exp, trials=pbs, current_request_number=1, total_request_number=count + 1)
+        first = timed(lambda: stub.GetSuggestions(request, timeout=60))
+        request.current_request_number = request.total_request_number = 1000  # the most one call may ask for
+        thousand = timed(lambda: stub.GetSuggestions(request, timeout=60))
+        peak = rss_mib(server.process.pid, "VmHWM")
+    print("\nThe largest learning work (32 layers, 1,000 operation ids, controller_hidden_size 128, controller_train_steps 100)\n")
+    print("| trials | learned from | new server, first call ms | then 1,000 architectures in one call ms | peak RSS MiB |")
+    print(f"| --- | --- | --- | --- | --- |\n| {count} | {count - 2} | {first:.0f} | {thousand:.0f} | {peak:.1f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -193,6 +226,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=3)
     parser.add_argument("--latency-trials", type=int, nargs="*", default=[200, 1000])
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE", help="an enas setting (repeatable)")
+    parser.add_argument("--worst", action="store_true", help="also time the largest learning work a request can ask for")
     args = parser.parse_args()
     settings = dict(s.split("=", 1) for s in args.setting)
     print(f"nproc {len(os.sched_getaffinity(0))}, Python {platform.python_version()}, grpcio {grpc.__version__}")
@@ -200,6 +234,8 @@ def main() -> int:
         learning(args.seeds, args.trials, args.batch, settings)
     if args.latency_trials:
         latency(args.latency_trials, settings)
+    if args.worst:
+        worst_case()
     return 0
 
 
