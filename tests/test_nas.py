@@ -24,13 +24,15 @@ import pytest
 import yaml
 
 from katib_services.algorithms import registry
+from katib_services.algorithms.base import Request
 from katib_services.algorithms.enas import INDEX, learning_events
 from katib_services.algorithms.enas_controller import Architecture, Config, Controller, size
-from katib_services.algorithms.errors import Problems
+from katib_services.algorithms.errors import Cancelled, Problems
 from katib_services.algorithms.history import History, parse_trial
 from katib_services.runner import spec as runner_spec
 from katib_services.services import convert
 from katib_services.services.client import experiment_pb, trial_pb
+from katib_services.statestore import StateStore
 
 from .conftest import categorical, double, experiment, integer, nas_config, nas_experiment, operation, points
 from .test_local import manifest, result, run
@@ -313,6 +315,31 @@ def test_failed_trials_give_no_reward_and_are_never_proposed_again(serve):
 def _history(parsed, space, trials):
     experiment = dataclasses.replace(parsed, space=space)
     return History(experiment, [parse_trial(experiment, *convert.trial_fields(t)) for t in trials])
+
+
+def test_a_cancelled_call_keeps_what_it_trained_and_changes_no_reply(serve):
+    exp = nas_experiment(layers=3)
+    trials = drive(serve("enas"), exp, ops_score, 15)
+    algorithm = registry.get("enas")
+    parsed = convert.experiment(exp, architecture_search=True)
+    settings = algorithm.schema.parse("enas", parsed.settings, Problems())
+    space = algorithm.space(parsed, settings)
+    experiment = dataclasses.replace(parsed, space=space)
+    history = _history(parsed, space, trials)
+    checks = []
+
+    def gone_after_six_events():
+        checks.append(1)
+        if len(checks) > 6:
+            raise Cancelled("the caller is gone")
+
+    store = StateStore()
+    with pytest.raises(Cancelled):
+        algorithm.suggest(Request(experiment, settings, history, 3, 18, store=store.view("enas"), check=gone_after_six_events))
+    assert store.stats()[0] == 1, "the six events trained are kept"
+    resumed = algorithm.suggest(Request(experiment, settings, history, 3, 18, store=store.view("enas")))
+    fresh = algorithm.suggest(Request(experiment, settings, history, 3, 18))
+    assert [p.assignment for p in resumed.proposals] == [p.assignment for p in fresh.proposals]
 
 
 @pytest.mark.parametrize("index", ["", "-1", "1e3", "٣", "9" * 12, "5"])

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--architecture", required=True, help="the enas assignment `architecture`")
     parser.add_argument("--nn_config", required=True, help="the enas assignment `nn_config`")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--train-size", type=int, default=12000, help="training sequences used (at most 48000)")
+    parser.add_argument("--train-size", type=int, default=8000, help="training sequences used (at most 48000)")
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
