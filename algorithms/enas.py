@@ -67,6 +67,7 @@ from .errors import Cancelled, Problems
 from .experiment import Experiment
 from .history import OBSERVED, PENDING, History, Trial, label_index
 from .limits import Limits
+from .model import Taken, next_free
 from .nas import FIELD, NasConfig, NasSpace, katib_json, parse_katib_json
 from .settings import RANDOM_STATE, Schema, Setting
 
@@ -368,17 +369,11 @@ def _draw(controller: Controller, space: ArchitectureSpace, request: Request) ->
     return out
 
 
-def _free_point(space: ArchitectureSpace, rng: random.Random, taken) -> tuple:
+def _free_point(space: ArchitectureSpace, rng: random.Random, taken: Taken) -> tuple:
     """A uniformly random architecture not taken, else the next free one from a random start
     (a point of an earlier trial once every point is taken; never one of this batch)."""
     for _ in range(64):
         point = space.point(rng.randrange(space.count))
         if point not in taken:
             return point
-    used = taken.batch if len(taken) >= space.count else taken.points
-    start = rng.randrange(space.count)
-    for offset in range(min(space.count, len(used) + 1)):
-        point = space.point((start + offset) % space.count)
-        if point not in used:
-            return point
-    raise AssertionError("the batch is larger than the space")  # the service checks this first
+    return next_free(space, rng, taken)
