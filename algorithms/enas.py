@@ -4,7 +4,9 @@ Proposals. Each has the two assignments Katib's ENAS trial (RunTrial.py, ModelCo
 reads, as JSON with " replaced by ' (`nas.katib_json`):
 
     architecture  numLayers lists; the i-th holds the operation id of layer i followed by i skip
-                  bits (1: layer i also reads the output of layer j < i), e.g. [[2], [0, 1], [3, 0, 1]]
+                  bits, e.g. [[2], [0, 1], [3, 0, 1]] (Katib's trial reads bit j of layer i as a
+                  connection from the input, j = 0, or from layer j - 1; the controller learns
+                  whatever the trial makes of them)
     nn_config     {"num_layers", "input_sizes", "output_sizes", "embedding"}: the embedding maps
                   each operation id the architecture uses to {"opt_id", "opt_type", "opt_params"},
                   the operation with one value per parameter (every combination of an operation's
@@ -63,7 +65,7 @@ import numpy as np
 
 from .base import Algorithm, Proposal, Reply, Request, derive_seed
 from .enas_controller import Architecture, Config, Controller, size
-from .errors import Cancelled, Problems
+from .errors import Problems
 from .experiment import Experiment
 from .history import OBSERVED, PENDING, History, Trial, label_index
 from .limits import Limits
