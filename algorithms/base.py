@@ -81,6 +81,7 @@ class Algorithm:
     name: ClassVar[str]
     summary: ClassVar[str]
     schema: ClassVar[Schema] = Schema()
+    architecture_search: ClassVar[bool] = False  # its experiments declare spec.nasConfig, not spec.parameters
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         """Algorithm-specific validation beyond the space and the settings schema."""

@@ -1,4 +1,9 @@
-"""The experiment as an algorithm sees it: search space, objective, algorithm and limits."""
+"""The experiment as an algorithm sees it: search space, objective, algorithm and limits.
+
+A neural architecture search (NAS) experiment declares `spec.nasConfig` instead of
+`spec.parameters`; it is validated here as well (`algorithms.nas`), and the NAS algorithm turns it
+into the search space its trials are points of (`Algorithm.space`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import Problems
+from katib_services.numbers import quote
+
 from .limits import DEFAULT, Limits
+from .nas import NasConfig, RawNasConfig
 from .space import RawParameter, SearchSpace
 
 
@@ -40,6 +48,7 @@ class Experiment:
     settings: tuple[tuple[str, str], ...] = ()
     max_trial_count: int = 0
     parallel_trial_count: int = 0
+    nas: NasConfig | None = None  # spec.nasConfig, for a NAS algorithm
 
     @classmethod
     def parse(
@@ -55,16 +64,36 @@ class Experiment:
         settings: Sequence[tuple[str, str]] = (),
         max_trial_count: int = 0,
         parallel_trial_count: int = 0,
+        nas_config: RawNasConfig | None = None,
+        architecture_search: bool = False,
         problems: Problems | None = None,
         limits: Limits = DEFAULT,
     ) -> Experiment:
         """Validates an experiment spec. Raises InvalidSpec listing every problem found.
 
-        Pass `problems` to keep collecting (for example algorithm-specific checks) before raising.
+        `architecture_search` says that the algorithm searches architectures: the experiment must
+        declare `nas_config` and no parameters; otherwise the reverse. Pass `problems` to keep
+        collecting (for example algorithm-specific checks) before raising.
         """
         own = problems is None
         problems = problems or Problems()
-        space = SearchSpace.parse(parameters, problems, max_parameters=limits.parameters, max_values=limits.list_values)
+        nas = None
+        if architecture_search:
+            space = SearchSpace([])
+            if parameters:
+                problems.add("spec.parameters", f"is not used by algorithm {quote(algorithm)}; declare its search space in spec.nasConfig")
+            if nas_config is None:
+                problems.add("spec.nasConfig", f"is missing; algorithm {quote(algorithm)} searches neural architectures: declare graphConfig and operations")
+            else:
+                nas = NasConfig.parse(nas_config, problems, limits)
+        else:
+            if nas_config is not None:
+                problems.add(
+                    "spec.nasConfig",
+                    f"is not used by algorithm {quote(algorithm)}, which tunes spec.parameters; "
+                    "use a neural architecture search algorithm (enas, darts), or remove nasConfig",
+                )
+            space = SearchSpace.parse(parameters, problems, max_parameters=limits.parameters, max_values=limits.list_values)
         try:
             direction = Goal(objective_type)
         except ValueError:
@@ -86,4 +115,5 @@ class Experiment:
             settings=tuple(settings),
             max_trial_count=max_trial_count,
             parallel_trial_count=parallel_trial_count,
+            nas=nas,
         )

@@ -73,6 +73,12 @@ def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
         point = space.from_unit([rng.random() for _ in range(len(space))])
         if point not in taken:
             return point
+    return next_free(space, rng, taken)
+
+
+def next_free(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
+    """The first point not in `taken` (or, when every point of the space is taken, not in the
+    batch) from a random start, in the order of `space.point`; passes at most len(taken) points."""
     full = len(taken) >= space.count
     used = taken.batch if full else taken.points
     start = rng.randrange(space.count)

@@ -13,6 +13,8 @@ _LOCATIONS = {
     "asha": "katib_services.algorithms.asha:Asha",
     "bayesianoptimization": "katib_services.algorithms.bayesianoptimization:BayesianOptimization",
     "cmaes": "katib_services.algorithms.cma_es:CmaEs",
+    "darts": "katib_services.algorithms.darts:Darts",
+    "enas": "katib_services.algorithms.enas:Enas",
     "grid": "katib_services.algorithms.grid:GridSearch",
     "hyperband": "katib_services.algorithms.hyperband:Hyperband",
     "multivariate-tpe": "katib_services.algorithms.multivariate_tpe:MultivariateTpe",

@@ -7,7 +7,7 @@ parses the `algorithmSettings` of an Experiment, and renders the settings table 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from katib_services.numbers import parse_float, parse_int, quote, shorten
@@ -39,6 +39,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     required: bool = False
     ignore_case: bool = False  # a choice may be written in any case ("None" for "none")
+    none: bool = False  # the value "None" is accepted and parsed as None (Katib's way to switch a term off)
 
     def __post_init__(self) -> None:
         if self.kind in (int, float) and self.high is None:
@@ -47,6 +48,8 @@ class Setting:
     def parse(self, text: str) -> tuple[Any, str | None]:
         """The parsed value, or (None, the reason it is invalid)."""
         text = text.strip()
+        if self.none and text == "None":
+            return None, None
         if self.kind is bool:
             lowered = text.lower()
             if lowered in ("true", "false"):
@@ -77,6 +80,8 @@ class Setting:
 
     def range_text(self) -> str:
         """The allowed values in words, e.g. "> 0", "in (0, 1)", "one of GP, RF"."""
+        if self.none:
+            return f"{replace(self, none=False).range_text()} or None"
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.low is not None and self.high is not None:

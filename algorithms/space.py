@@ -291,30 +291,33 @@ class SearchSpace:
     # -- parsing and validation -----------------------------------------------------------------
 
     @classmethod
-    def parse(cls, raw: Sequence[RawParameter], problems: Problems, *, max_parameters: int, max_values: int) -> SearchSpace:
-        """Validates raw parameters, recording every problem; returns the valid ones.
+    def parse(
+        cls, raw: Sequence[RawParameter], problems: Problems, *, max_parameters: int, max_values: int, field: str = "spec.parameters"
+    ) -> SearchSpace:
+        """Validates raw parameters, recording every problem under `field` (the parameters of a
+        NAS operation have their own); returns the valid ones.
 
         `max_parameters` bounds the number of parameters and `max_values` the values listed by one
         DISCRETE or CATEGORICAL parameter.
         """
         if not raw:
-            problems.add("spec.parameters", "is empty; declare at least one parameter")
+            problems.add(field, "is empty; declare at least one parameter")
         if len(raw) > max_parameters:
             problems.add(
-                "spec.parameters",
+                field,
                 f"has {len(raw)} parameters; this service accepts at most {max_parameters} (--max-parameters)",
             )
             return cls([])
         seen: dict[str, int] = {}
         parameters = []
         for i, spec in enumerate(raw):
-            where = f"spec.parameters[{i}] ({quote(spec.name)})" if spec.name else f"spec.parameters[{i}]"
+            where = f"{field}[{i}] ({quote(spec.name)})" if spec.name else f"{field}[{i}]"
             if not spec.name:
                 problems.add(f"{where}.name", "is empty; give every parameter a name")
             elif spec.name in seen:
                 problems.add(
                     f"{where}.name",
-                    f"{quote(spec.name)} is also the name of spec.parameters[{seen[spec.name]}]; "
+                    f"{quote(spec.name)} is also the name of {field}[{seen[spec.name]}]; "
                     "parameter names must be unique",
                 )
             else:

@@ -44,18 +44,25 @@ def summary_line(trials: list[TrialRecord]) -> str:
     return f"{len(trials)} trials, {stopped} early stopped; trial time {trial_seconds(trials):.1f} s in all"
 
 
+TABLE_CELL = 60  # characters of an assignment shown in the table (a NAS nn_config is longer; trials.csv has it all)
+
+
 def trials_table(config: ExperimentConfig, trials: list[TrialRecord]) -> str:
-    """A text table like Katib's UI: name, condition, each parameter, the objective."""
-    names = [p["name"] for p in config.spec["parameters"]]
+    """A text table like Katib's UI: name, condition, each parameter (or NAS assignment), the objective."""
+    names = config.assignment_names
     header = ["trial", "condition", *names, config.objective_metric]
     rows = [
-        [t.name, t.condition, *(t.assignment.get(n, "") for n in names), t.observation.get(config.objective_metric, "")]
+        [t.name, t.condition, *(_cell(t.assignment.get(n, "")) for n in names), t.observation.get(config.objective_metric, "")]
         for t in trials
     ]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _cell(value: str) -> str:
+    return value if len(value) <= TABLE_CELL else value[: TABLE_CELL - 3] + "..."
 
 
 def show(config: ExperimentConfig, outcome: Outcome, workdir: Path) -> None:
@@ -77,7 +84,7 @@ def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Pat
     json_path = _write_json(workdir, config, outcome)
     if not outcome.trials:
         return [json_path]
-    names = [p["name"] for p in config.spec["parameters"]]
+    names = config.assignment_names
     metrics = config.metric_names
     csv_path = workdir / "trials.csv"
     with open(csv_path, "w", newline="") as f:
@@ -93,7 +100,7 @@ def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Pat
 
     plot_results(
         png_path,
-        config.spec["parameters"],
+        config.spec.get("parameters") or [],  # a NAS experiment's architectures get no axes
         [
             {
                 "name": t.name,

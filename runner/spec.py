@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from katib_services.algorithms import darts, enas
 from katib_services.algorithms.errors import InvalidSpec, Problems
 
 from . import fields, metrics
@@ -23,9 +24,14 @@ from . import fields, metrics
 DEFAULT_PARALLEL_TRIALS = 3  # Katib's default parallelTrialCount
 STRATEGIES = ("min", "max", "latest")
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+# "${trialParameters.NAME}" in double quotes: Katib runs the command through `sh -c` (its metrics
+# collector wraps it), whose quote removal gives the trial the bare value; so does katib-local.
+QUOTED_PLACEHOLDER = re.compile(r'"\$\{trialParameters\.([^}]+)\}"')
+INT32 = 2**31
 # Katib's rule for experiment names (its validating webhook), within a Kubernetes label's 63 characters.
 EXPERIMENT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 TRIAL_SPEC_REFERENCES = {"${trialSpec.Name}": "name", "${trialSpec.Namespace}": "namespace"}
+NAS_ASSIGNMENTS = {"darts": darts.NAMES, "enas": enas.NAMES}  # what NAS trials reference instead of parameters
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class ExperimentConfig:
     early_stopping: dict[str, Any] | None
     collector: metrics.CollectorConfig
     trial_parameters: dict[str, str]  # trial parameter name -> reference
+    assignment_names: tuple[str, ...]  # what each trial is assigned: the parameters, or a NAS algorithm's assignments
     container: Container
     base_dir: Path = field(default=Path("."))
     notices: tuple[str, ...] = ()  # fields Katib uses that a local run ignores
@@ -108,6 +115,7 @@ class ExperimentConfig:
                 values[name] = assignment[reference]
 
         def fill(text: str) -> str:
+            text = QUOTED_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
             return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
         argv = [fill(part) for part in self.container.command + self.container.args]
@@ -159,10 +167,14 @@ def parse(document: Any, base_dir: Path = Path("."), trial_template: bool = True
     additional = _list(objective, "additionalMetricNames", "spec.objective.additionalMetricNames", problems)
     strategies = _metric_strategies(objective, objective_type, [objective_metric, *additional], problems)
 
-    if spec.get("nasConfig") is not None and not spec.get("parameters"):
-        problems.add("spec.nasConfig", "neural architecture search (nasConfig) is not supported by katib-local yet")
-    elif not _list(spec, "parameters", "spec.parameters", problems):
-        problems.add("spec.parameters", "is missing or empty; declare the parameters to tune")
+    parameters = _list(spec, "parameters", "spec.parameters", problems)
+    nas = spec.get("nasConfig")
+    if nas is not None and parameters:
+        problems.add("spec.nasConfig", "and spec.parameters are both set; an experiment declares one of them")
+    elif nas is not None:
+        _check_nas_config(nas, problems)
+    elif not parameters:
+        problems.add("spec.parameters", "is missing or empty; declare the parameters to tune (or spec.nasConfig to search architectures)")
     algorithm = _mapping(spec, "algorithm", "spec.algorithm", problems)
     if not algorithm.get("algorithmName"):
         problems.add("spec.algorithm.algorithmName", "is missing; name a search algorithm, e.g. random")
@@ -199,6 +211,7 @@ def parse(document: Any, base_dir: Path = Path("."), trial_template: bool = True
         early_stopping=early_stopping,
         collector=collector,
         trial_parameters=parameters,
+        assignment_names=_assignment_names(spec)[0],
         container=container,
         base_dir=base_dir,
         notices=tuple(notices),
@@ -247,6 +260,32 @@ def _count(spec: Mapping, key: str, problems: Problems, minimum: int) -> int | N
     return value
 
 
+def _check_nas_config(nas: Any, problems: Problems) -> None:
+    """The shape of spec.nasConfig (the suggestion service validates its values)."""
+    if not isinstance(nas, dict):
+        problems.add("spec.nasConfig", f"must be a mapping, not {type(nas).__name__}")
+        return
+    graph = _mapping(nas, "graphConfig", "spec.nasConfig.graphConfig", problems)
+    where = "spec.nasConfig.graphConfig"
+    if "numLayers" in graph and not _is_int32(graph["numLayers"]):
+        problems.add(f"{where}.numLayers", f"{graph['numLayers']!r} is not an integer")
+    for key in ("inputSizes", "outputSizes"):
+        for i, value in enumerate(_list(graph, key, f"{where}.{key}", problems)):
+            if not _is_int32(value):
+                problems.add(f"{where}.{key}[{i}]", f"{value!r} is not an integer")
+    for i, op in enumerate(_list(nas, "operations", "spec.nasConfig.operations", problems)):
+        if not isinstance(op, dict):
+            problems.add(f"spec.nasConfig.operations[{i}]", f"must be a mapping, not {type(op).__name__}")
+            continue
+        for j, parameter in enumerate(_list(op, "parameters", f"spec.nasConfig.operations[{i}].parameters", problems)):
+            if not isinstance(parameter, dict):
+                problems.add(f"spec.nasConfig.operations[{i}].parameters[{j}]", f"must be a mapping, not {type(parameter).__name__}")
+
+
+def _is_int32(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -INT32 <= value < INT32
+
+
 def _metric_strategies(objective: Mapping, objective_type: str, names: list, problems: Problems) -> dict[str, str]:
     """Katib's defaulting: a metric without a strategy takes min or max by the objective type."""
     default = "max" if objective_type == "maximize" else "min"
@@ -262,6 +301,19 @@ def _metric_strategies(objective: Mapping, objective_type: str, names: list, pro
     return strategies
 
 
+def _assignment_names(spec: Mapping) -> tuple[tuple[str, ...], str]:
+    """The names a trial is assigned values for, and what they are in words: the parameters, or for
+    a NAS experiment the assignments of its algorithm (any NAS algorithm's when it is not one)."""
+    if spec.get("nasConfig") is None:
+        parameters = spec.get("parameters")
+        names = [p.get("name") for p in parameters if isinstance(p, dict)] if isinstance(parameters, list) else []
+        return tuple(n for n in names if isinstance(n, str)), "a parameter in spec.parameters"
+    algorithm = spec.get("algorithm")
+    name = algorithm.get("algorithmName") if isinstance(algorithm, dict) else None
+    names = NAS_ASSIGNMENTS.get(name) or tuple(n for assignments in NAS_ASSIGNMENTS.values() for n in assignments)
+    return names, f"an assignment of neural architecture search ({', '.join(names)})"
+
+
 def _trial_template(spec: Mapping, problems: Problems) -> tuple[dict[str, str], Container]:
     empty = Container([], [], {})
     template = _mapping(spec, "trialTemplate", "spec.trialTemplate", problems)
@@ -270,7 +322,7 @@ def _trial_template(spec: Mapping, problems: Problems) -> tuple[dict[str, str], 
     if "configMap" in template:
         problems.add("spec.trialTemplate.configMap", "is not supported locally; put the Job in trialTemplate.trialSpec")
     parameters: dict[str, str] = {}
-    names = {p.get("name") for p in spec.get("parameters") or [] if isinstance(p, dict)}
+    names, declared = _assignment_names(spec)
     for i, entry in enumerate(_list(template, "trialParameters", "spec.trialTemplate.trialParameters", problems)):
         where = f"spec.trialTemplate.trialParameters[{i}]"
         if not isinstance(entry, dict) or not entry.get("name"):
@@ -278,7 +330,7 @@ def _trial_template(spec: Mapping, problems: Problems) -> tuple[dict[str, str], 
             continue
         reference = entry.get("reference") or entry["name"]
         if reference not in names and reference not in TRIAL_SPEC_REFERENCES:
-            problems.add(f"{where}.reference", f"{reference!r} is not a parameter in spec.parameters")
+            problems.add(f"{where}.reference", f"{reference!r} is not {declared}")
         parameters[entry["name"]] = reference
     trial_spec = _mapping(template, "trialSpec", "spec.trialTemplate.trialSpec", problems)
     if trial_spec and trial_spec.get("kind") != "Job":

@@ -43,25 +43,24 @@ CONDITIONS = {
 
 
 def experiment_pb(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
-    """An Experiment message from the `spec` of a Katib Experiment manifest.
+    """An Experiment message from the `spec` of a Katib Experiment manifest (`parameters` or
+    `nasConfig`, whose numbers must be integers).
 
     Unknown enum words become the wire's UNKNOWN value, so that the server reports them.
     """
     out = api_pb2.Experiment(name=name)
     s = out.spec
-    for p in spec.get("parameters", ()):
-        fs = p.get("feasibleSpace", {})
-        s.parameter_specs.parameters.add(
-            name=p.get("name", ""),
-            parameter_type=PARAMETER_TYPES.get(p.get("parameterType", ""), api_pb2.UNKNOWN_TYPE),
-            feasible_space=api_pb2.FeasibleSpace(
-                min=str(fs.get("min", "")),
-                max=str(fs.get("max", "")),
-                step=str(fs.get("step", "")),
-                list=[str(v) for v in fs.get("list", ())],
-                distribution=DISTRIBUTIONS.get(fs.get("distribution", ""), _UNKNOWN_ENUM),
-            ),
-        )
+    s.parameter_specs.parameters.extend(_parameter_pb(p) for p in spec.get("parameters", ()))
+    nas = spec.get("nasConfig")
+    if nas is not None:
+        s.nas_config.SetInParent()
+        graph = nas.get("graphConfig") or {}
+        s.nas_config.graph_config.num_layers = int(graph.get("numLayers", 0))
+        s.nas_config.graph_config.input_sizes.extend(int(x) for x in graph.get("inputSizes") or ())
+        s.nas_config.graph_config.output_sizes.extend(int(x) for x in graph.get("outputSizes") or ())
+        for op in nas.get("operations") or ():
+            added = s.nas_config.operations.operation.add(operation_type=op.get("operationType", ""))
+            added.parameter_specs.parameters.extend(_parameter_pb(p) for p in op.get("parameters") or ())
     objective = spec.get("objective", {})
     s.objective.type = OBJECTIVE_TYPES.get(objective.get("type", ""), api_pb2.UNKNOWN)
     s.objective.goal = float(objective.get("goal", 0) or 0)
@@ -79,6 +78,21 @@ def experiment_pb(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
     s.max_trial_count = int(spec.get("maxTrialCount", 0))
     s.parallel_trial_count = int(spec.get("parallelTrialCount", 0))
     return out
+
+
+def _parameter_pb(p: Mapping[str, Any]) -> api_pb2.ParameterSpec:
+    fs = p.get("feasibleSpace", {})
+    return api_pb2.ParameterSpec(
+        name=p.get("name", ""),
+        parameter_type=PARAMETER_TYPES.get(p.get("parameterType", ""), api_pb2.UNKNOWN_TYPE),
+        feasible_space=api_pb2.FeasibleSpace(
+            min=str(fs.get("min", "")),
+            max=str(fs.get("max", "")),
+            step=str(fs.get("step", "")),
+            list=[str(v) for v in fs.get("list", ())],
+            distribution=DISTRIBUTIONS.get(fs.get("distribution", ""), _UNKNOWN_ENUM),
+        ),
+    )
 
 
 def trial_pb(

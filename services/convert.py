@@ -9,29 +9,23 @@ from katib_services.algorithms.errors import Problems
 from katib_services.algorithms.experiment import Experiment
 from katib_services.algorithms.history import Trial, parse_trial
 from katib_services.algorithms.limits import DEFAULT, Limits
+from katib_services.algorithms.nas import RawNasConfig, RawOperation
 from katib_services.algorithms.space import RawParameter
 from katib_services.statestore import StoreView
 
 from .pb import api_pb2
 
 
-def experiment(pb: api_pb2.Experiment, problems: Problems | None = None, limits: Limits = DEFAULT) -> Experiment:
+def experiment(
+    pb: api_pb2.Experiment, problems: Problems | None = None, limits: Limits = DEFAULT, architecture_search: bool = False
+) -> Experiment:
+    """The core's experiment; `architecture_search`: the algorithm reads spec.nasConfig instead of
+    spec.parameters (a NAS algorithm, `Algorithm.architecture_search`)."""
     spec = pb.spec
     objective = spec.objective
     return Experiment.parse(
         name=pb.name,
-        parameters=[
-            RawParameter(
-                p.name,
-                p.parameter_type,
-                p.feasible_space.min,
-                p.feasible_space.max,
-                p.feasible_space.list,
-                p.feasible_space.step,
-                p.feasible_space.distribution,
-            )
-            for p in spec.parameter_specs.parameters
-        ],
+        parameters=[_parameter(p) for p in spec.parameter_specs.parameters],
         objective_type=objective.type,
         objective_metric=objective.objective_metric_name,
         goal=objective.goal,
@@ -40,8 +34,25 @@ def experiment(pb: api_pb2.Experiment, problems: Problems | None = None, limits:
         settings=[(s.name, s.value) for s in spec.algorithm.algorithm_settings],
         max_trial_count=spec.max_trial_count,
         parallel_trial_count=spec.parallel_trial_count,
+        nas_config=_nas_config(spec.nas_config) if spec.HasField("nas_config") else None,
+        architecture_search=architecture_search,
         problems=problems,
         limits=limits,
+    )
+
+
+def _parameter(p: api_pb2.ParameterSpec) -> RawParameter:
+    fs = p.feasible_space
+    return RawParameter(p.name, p.parameter_type, fs.min, fs.max, fs.list, fs.step, fs.distribution)
+
+
+def _nas_config(pb: api_pb2.NasConfig) -> RawNasConfig:
+    graph = pb.graph_config
+    return RawNasConfig(
+        graph.num_layers,
+        list(graph.input_sizes),
+        list(graph.output_sizes),
+        [RawOperation(op.operation_type, [_parameter(p) for p in op.parameter_specs.parameters]) for op in pb.operations.operation],
     )
 
 
@@ -74,10 +85,12 @@ class TrialCache:
     def trials(self, experiment: Experiment, pb: api_pb2.Experiment, blobs: Iterable[bytes]) -> list[Trial]:
         """The parsed trials of serialized `Trial` messages."""
         # Parsing depends on the parameters, the objective and, for an algorithm that sets a
-        # parameter itself (Algorithm.space: hyperband's resource), on the algorithm's settings.
+        # parameter itself (Algorithm.space: hyperband's resource), on the algorithm's settings;
+        # for a NAS algorithm, on spec.nasConfig, whose architectures are the points.
         key = pb.name.encode() + b"\0" + pb.spec.parameter_specs.SerializeToString(deterministic=True)
         key += pb.spec.objective.SerializeToString(deterministic=True)
         key += pb.spec.algorithm.SerializeToString(deterministic=True)
+        key += pb.spec.nas_config.SerializeToString(deterministic=True)
         previous = self._store.get(key) or {}
         current: dict[bytes, Trial] = {}
         out = []

@@ -57,7 +57,7 @@ class SuggestionServicer:
                 "spec.algorithm.algorithmName",
                 f"unknown algorithm {quote(name)}; this service offers: {', '.join(registry.names())}",
             )
-        experiment = convert.experiment(pb, problems, self.limits)
+        experiment = convert.experiment(pb, problems, self.limits, architecture_search=algorithm is not None and algorithm.architecture_search)
         if experiment.parallel_trial_count > self.limits.request_number:
             problems.add(
                 "spec.parallelTrialCount",

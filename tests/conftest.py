@@ -17,6 +17,7 @@ settings.register_profile("ci", max_examples=150, derandomize=True, **_FUZZ)
 settings.register_profile("deep", max_examples=int(os.environ.get("KATIB_FUZZ_EXAMPLES", "1500")), **_FUZZ)
 settings.load_profile("ci")
 
+from katib_services.algorithms import registry
 from katib_services.services import suggestion
 from katib_services.statestore import DEFAULT_ENTRIES, StateStore
 from katib_services.services.client import experiment_pb
@@ -136,6 +137,29 @@ def status_of(call) -> tuple:
     with pytest.raises(grpc.RpcError) as caught:
         call()
     return caught.value.code(), caught.value.details()
+# Neural architecture search: experiments declare spec.nasConfig instead of parameters (tests/test_nas.py).
+NAS = ("darts", "enas")
+SPACE_ALGORITHMS = [name for name in registry.names() if name not in NAS]  # the algorithms of spec.parameters
+
+
+def operation(kind, **parameters):
+    """A nasConfig operation; each keyword is a categorical parameter and its values."""
+    return {"operationType": kind, "parameters": [categorical(name, *values) for name, values in parameters.items()]}
+
+
+def nas_config(layers=3, operations=None, input_sizes=(16,), output_sizes=(2,)):
+    operations = operations or [operation("dense", units=["8", "16"]), operation("conv1d", filter_size=["3", "5"], stride=["1", "2"])]
+    return {
+        "graphConfig": {"numLayers": layers, "inputSizes": list(input_sizes), "outputSizes": list(output_sizes)},
+        "operations": operations,
+    }
+
+
+def nas_experiment(algorithm="enas", name="nas", settings=None, objective="maximize", metric="accuracy", **config):
+    """A NAS experiment message (config: nas_config's arguments, or nasConfig=... itself)."""
+    extra = {key: config.pop(key) for key in ("maxTrialCount", "parallelTrialCount") if key in config}
+    nas = config.pop("nasConfig", None) or nas_config(**config)
+    return experiment([], name=name, algorithm=algorithm, settings=settings, objective=objective, metric=metric, nasConfig=nas, **extra)
 
 
 def points(reply) -> list[tuple]:

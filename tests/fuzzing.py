@@ -149,6 +149,9 @@ def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_
     if algorithm is None:
         algorithm = rng.choice(["", "nope", "x" * 100_000]) if rarely(0.5) else rng.choice(registry.names())
     spec.algorithm.algorithm_name = algorithm
+    if algorithm in NAS and not rarely():  # NAS algorithms read spec.nasConfig (rarely: parameters, which they refuse)
+        spec.parameter_specs.ClearField("parameters")
+        spec.nas_config.CopyFrom(_nas_config(draw, rng, algorithm, rarely))
     schema = registry.get(algorithm).schema.settings if registry.get(algorithm) else {}
     required = [name for name in sorted(schema) if schema[name].required]  # present, but now and then left out
     optional = [name for name in sorted(schema) if not schema[name].required]
@@ -164,6 +167,8 @@ def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_
         spec.algorithm.algorithm_settings.add(name=draw(st.sampled_from(["unknown", "", "x" * 300, *schema])), value=draw(number_text()))
     spec.max_trial_count = draw(st.integers(-(2**31), 2**31 - 1)) if rarely() else rng.choice([0, rng.randint(1, 30)])
     spec.parallel_trial_count = draw(st.integers(-(2**31), 2**31 - 1)) if rarely() else rng.randint(0, 8)
+    if algorithm == "darts" and not rarely():
+        spec.parallel_trial_count = rng.choice([0, 1])  # every darts trial gets the same search: one at a time
     if early_stopping or (early_stopping is None and rng.random() < 0.5):
         from katib_services.earlystopping.rules import RULES
 
@@ -174,6 +179,53 @@ def experiment(draw, algorithm: str | None = None, hostile: float = 0.04, early_
             value = draw(number_text()) if rarely() else draw(setting_values(rule.schema.settings[setting]))
             early.algorithm_settings.add(name=setting, value=value)
     return e
+
+
+# Neural architecture search: a nasConfig instead of parameters; trials mostly architectures of its space.
+NAS = ("darts", "enas")
+DARTS_TYPES = ("separable_convolution", "dilated_convolution", "avg_pooling", "max_pooling", "skip_connection")
+NAS_TRIALS = 20  # at most this many of a NAS experiment's trials are its own architectures (bounded training)
+
+
+def _nas_config(draw, rng, algorithm: str, rarely) -> api_pb2.NasConfig:
+    config = api_pb2.NasConfig()
+    graph = config.graph_config
+    graph.num_layers = rng.choice([0, -1, 33, 2**31 - 1]) if rarely() else rng.randint(1, 4)
+    for sizes in (graph.input_sizes, graph.output_sizes):
+        sizes.extend(rng.choice([[], [0], [-3], list(range(1, 20))]) if rarely() else [rng.randint(1, 64) for _ in range(rng.randint(1, 3))])
+    for i in range(rng.choice([0, 40]) if rarely(0.5) else rng.randint(1, 3)):
+        op = config.operations.operation.add()
+        if algorithm == "darts":
+            op.operation_type = draw(st.text(max_size=10)) if rarely() else rng.choice(DARTS_TYPES)
+            sizes = rng.sample(["3", "5", "7"], rng.randint(1, 3))
+            p = draw(hostile_parameter("filter_size")) if rarely() else api_pb2.ParameterSpec(name="filter_size", parameter_type=4)
+            p.feasible_space.list.extend([] if rarely() else sizes)
+            if op.operation_type != "skip_connection" or rarely():
+                op.parameter_specs.parameters.append(p)
+            continue
+        op.operation_type = draw(st.text(max_size=10)) if rarely() else rng.choice(["conv", "dense", "pool", "identity"])
+        for j in range(rng.randint(0, 3)):
+            p = draw(hostile_parameter(f"q{j}") if rarely(0.5) else valid_parameter(f"q{j}"))
+            if p.parameter_type == 1 and not p.feasible_space.step and not rarely():
+                p.feasible_space.step = rng.choice(["0.25", "1"])  # an operation's double needs a step
+            op.parameter_specs.parameters.append(p)
+    return config
+
+
+def _nas_assignment(draw, rng, space, index: int) -> dict[str, str]:
+    """A point of the NAS space as the service formats it, now and then corrupted, or garbage."""
+    if space is not None and index < NAS_TRIALS and rng.random() < 0.8:
+        assignment = space.format(space.point(rng.randrange(space.count)))
+        if rng.random() < 0.1:
+            name = rng.choice(sorted(assignment))
+            assignment[name] = rng.choice(["", assignment[name][:-1], assignment[name] + " ", draw(st.text(max_size=12))])
+        return assignment
+    return {
+        "architecture": rng.choice(["", "[[0]]", "[[1], [0, 1]]", "[" * 5000, "[[0], [0, 2]]", "[[-1]]", "[[true]]", draw(st.text(max_size=20))]),
+        "nn_config": draw(st.text(max_size=20)),
+    }
+
+
 
 
 # hyperband and asha need a resource parameter (any int or double: its feasibleSpace is not
@@ -202,7 +254,7 @@ def _resource_settings(spec: api_pb2.ExperimentSpec, algorithm: str, rng) -> lis
 
 
 LABELS = [
-    "cmaes-run", "cmaes-generation", "cmaes-member", "cmaes-late", "sobol-index", "other",
+    "cmaes-run", "cmaes-generation", "cmaes-member", "cmaes-late", "sobol-index", "enas-index", "other",
     "hyperband-round", "hyperband-bracket", "hyperband-rung", "hyperband-config", "asha-bracket", "asha-rung", "asha-config",
 ]
 
@@ -215,6 +267,12 @@ def trials(draw, e: api_pb2.Experiment, max_size: int = 60) -> list[api_pb2.Tria
     out = []
     parameters = list(e.spec.parameter_specs.parameters)[:20]
     metric = e.spec.objective.objective_metric_name or "loss"
+    nas_space = None
+    if e.spec.HasField("nas_config"):
+        try:
+            nas_space = algorithm_space(e, Limits())
+        except InvalidSpec:  # trials of an invalid experiment are garbage
+            pass
     schedule = _Schedule(e.spec.algorithm.algorithm_name, rng) if e.spec.algorithm.algorithm_name in RESOURCE_TOPS else None
     resource = {s.name: s.value for s in e.spec.algorithm.algorithm_settings}.get("resource_name")
     configurations: dict[str, dict] = {}  # a configuration's first assignment, which its promotions repeat
@@ -224,6 +282,11 @@ def trials(draw, e: api_pb2.Experiment, max_size: int = 60) -> list[api_pb2.Tria
         earlier = configurations.setdefault(config, {})
         if e.spec.algorithm.algorithm_name == "pbt" and out and rng.random() < 0.7:
             pbt_member(t, e.name, out, rng)
+        if e.spec.HasField("nas_config"):
+            for name, value in _nas_assignment(draw, rng, nas_space, i).items():
+                t.spec.parameter_assignments.assignments.add(name=name, value=value)
+            if rng.random() < 0.9:
+                t.spec.labels["enas-index"] = str(i)
         for p in parameters:
             fs = p.feasible_space
             if rng.random() < 0.05:
@@ -285,6 +348,8 @@ def suggestion_request(draw, algorithm: str | None = None) -> api_pb2.GetSuggest
     e = draw(experiment(algorithm))
     rng = draw(st.randoms(use_true_random=True))
     count = rng.choice([-1, 0, 12, 100, 1000, 1001, 2**31 - 1]) if rng.random() < 0.1 else rng.randint(1, 6)
+    if e.spec.algorithm.algorithm_name == "darts" and rng.random() < 0.8:
+        count = 1  # its space has one point
     return api_pb2.GetSuggestionsRequest(
         experiment=e, trials=draw(trials(e)), current_request_number=count, total_request_number=draw(st.integers(-(2**31), 2**31 - 1))
     )
@@ -357,7 +422,7 @@ def check_suggestions(request: api_pb2.GetSuggestionsRequest, reply: api_pb2.Get
         space = algorithm_space(request.experiment, limits)
     except InvalidSpec as error:
         raise AssertionError(f"an invalid experiment got suggestions: {error}") from None
-    names = {p.name for p in request.experiment.spec.parameter_specs.parameters}
+    names = set(space.names)
     seen = set()
     for item in reply.parameter_assignments:
         assignment = {a.name: a.value for a in item.assignments}
@@ -371,12 +436,15 @@ def check_suggestions(request: api_pb2.GetSuggestionsRequest, reply: api_pb2.Get
 
 
 def algorithm_space(e: api_pb2.Experiment, limits: Limits):
-    """The space the service verifies replies against: the experiment's, or the algorithm's own
-    (hyperband's and asha's resource takes the values of their schedule)."""
+    """The space the service verifies replies against, validated as the service validates it: the
+    experiment's parameters, or the algorithm's own (hyperband's and asha's resource takes the
+    values of their schedule; a NAS algorithm's points are architectures)."""
     problems = Problems()
-    parsed = convert.experiment(e, problems, limits)
-    problems.raise_if_any()
     algorithm = registry.get(e.spec.algorithm.algorithm_name or "random")  # the fuzz server's --algorithm
+    if algorithm is None:
+        raise InvalidSpec("unknown algorithm")
+    parsed = convert.experiment(e, problems, limits, architecture_search=algorithm.architecture_search)
+    problems.raise_if_any()
     settings = algorithm.schema.parse(algorithm.name, parsed.settings, problems)
     if not problems.messages:
         algorithm.check(parsed, settings, problems, limits)

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from katib_services.algorithms import registry
 from katib_services.services.client import trial_pb
 
-from .conftest import MULTI_FIDELITY, RESOURCE, categorical, discrete, double, experiment, integer, points, with_resource
+from .conftest import MULTI_FIDELITY, SPACE_ALGORITHMS, categorical, discrete, double, experiment, integer, points, with_resource
 
-ALGORITHMS = [name for name in registry.names() if name != "grid"]
+ALGORITHMS = [name for name in SPACE_ALGORITHMS if name != "grid"]  # NAS: tests/test_nas.py
 MODEL_BASED = [name for name in ALGORITHMS if name != "random" and name not in MULTI_FIDELITY]
 CONDITIONS = ["Created", "Running", "Succeeded", "Killed", "Failed", "MetricsUnavailable", "EarlyStopped"]
 # Few random start-up trials, so that the models are used within the short runs of these tests.
@@ -186,7 +185,7 @@ def test_beats_random_at_equal_budget(serve, algorithm):
     assert results[algorithm] < results["random"], results
 
 
-@pytest.mark.parametrize("algorithm", registry.names())
+@pytest.mark.parametrize("algorithm", SPACE_ALGORITHMS)
 def test_reply_is_a_function_of_the_request_alone(serve, algorithm):
     """Shuffled trials; a warm server, a fresh one, one warmed on another experiment, and one that
     keeps no state at all give the same reply, and repeated calls do not grow the state store."""

@@ -10,14 +10,13 @@ from decimal import Context, Decimal, localcontext
 import grpc
 import pytest
 
-from katib_services.algorithms import registry
 from katib_services.algorithms.limits import Limits
 from katib_services.services.client import trial_pb
 from katib_services.services.pb import api_pb2
 
-from .conftest import categorical, double, experiment, integer, points, status_of, with_resource
+from .conftest import SPACE_ALGORITHMS, categorical, double, experiment, integer, points, status_of, with_resource
 
-ALGORITHMS = registry.names()
+ALGORITHMS = SPACE_ALGORITHMS  # NAS: tests/test_nas.py
 FEW_STARTUP = {"tpe": {"n_startup_trials": 2}, "multivariate-tpe": {"n_startup_trials": 2}, "bayesianoptimization": {"n_initial_points": 2}}
 FEW_STARTUP["pbt"] = {"suggestion_trial_dir": "/ckpt", "n_population": 5, "truncation_threshold": 0.2}  # its required settings
 

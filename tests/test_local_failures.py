@@ -209,14 +209,6 @@ def test_fields_katib_uses_and_katib_local_ignores_are_a_notice(tmp_path, capsys
     assert "spec.resumePolicy" in out and ".image (katib-local runs the container's command on this machine; python:3.11 is not used)" in out
 
 
-def test_nas_manifest_names_nas_config(tmp_path, capsys):
-    document = manifest()
-    document["spec"].pop("parameters")
-    document["spec"]["nasConfig"] = {"graphConfig": {"numLayers": 2}, "operations": [{"operationType": "convolution"}]}
-    code, _ = run(tmp_path, document)
-    assert code == 2 and "spec.nasConfig: neural architecture search (nasConfig) is not supported" in capsys.readouterr().err
-
-
 def test_max_failed_trial_count_zero_allows_no_failure_but_needs_one(tmp_path):
     code, workdir = run(tmp_path, manifest(args=["--fail-on=sgd"], maxTrialCount=30, parallelTrialCount=1, maxFailedTrialCount=0))
     status, trials = result(workdir)
