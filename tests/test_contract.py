@@ -22,7 +22,7 @@ import pytest
 
 from katib_services.services.client import trial_pb
 
-from .conftest import MULTI_FIDELITY, SPACE_ALGORITHMS, categorical, discrete, double, experiment, integer, points, with_resource
+from .conftest import MULTI_FIDELITY, RESOURCE, SPACE_ALGORITHMS, categorical, discrete, double, experiment, integer, points, with_resource
 
 ALGORITHMS = [name for name in SPACE_ALGORITHMS if name != "grid"]  # NAS: tests/test_nas.py
 MODEL_BASED = [name for name in ALGORITHMS if name != "random" and name not in MULTI_FIDELITY]

@@ -13,7 +13,7 @@ from katib_services.algorithms import registry
 from katib_services.services.client import ServerProcess, trial_pb
 from katib_services.services.pb import api_pb2, api_pb2_grpc
 
-from .conftest import MIXED, Client, experiment
+from .conftest import MIXED, NAS, Client, experiment, nas_experiment, operation
 from .test_observability import metrics_port
 from .test_tls import report_logs, rules_request
 
@@ -49,8 +49,13 @@ def test_servers_write_nothing_outside_the_data_directory(tmp_path, monkeypatch)
         trials = [trial_pb(f"t{i}", {"layers": str(i % 8 + 1), "dropout": "0.1", "optimizer": "adam", "batch": "32"}, "Succeeded", {"accuracy": i / 20}) for i in range(20)]
         for algorithm in registry.names():
             settings = SETTINGS.get(algorithm)
-            reply = client.suggest(experiment(MIXED[1:], algorithm=algorithm, settings=settings, maxTrialCount=100), trials, count=2)
-            assert len(reply.parameter_assignments) == 2, algorithm
+            if algorithm in NAS:
+                darts = [operation("separable_convolution", filter_size=["3", "5"]), {"operationType": "skip_connection"}]
+                exp, used = nas_experiment(algorithm, settings=settings, operations=darts if algorithm == "darts" else None), []
+            else:
+                exp, used = experiment(MIXED[1:], algorithm=algorithm, settings=settings, maxTrialCount=100), trials
+            reply = client.suggest(exp, used, count=1 if algorithm == "darts" else 2)
+            assert len(reply.parameter_assignments) == (1 if algorithm == "darts" else 2), algorithm
         urllib.request.urlopen(f"http://127.0.0.1:{metrics_port(suggestion_log)}/metrics", timeout=10).read()
         report_logs(db.channel, 4)
         stub = api_pb2_grpc.EarlyStoppingStub(es.channel)
