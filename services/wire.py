@@ -44,8 +44,11 @@ def split_field(data: bytes, number: int) -> tuple[bytes, list[bytes]]:
         kind = tag & 7
         if kind == 2:
             length = data[pos] if pos < end else 0x80
-            if length < 0x80:  # short length: the common case, decoded inline
+            if length < 0x80:  # lengths below 128 and below 16384, the common cases, decoded inline
                 pos += 1
+            elif pos + 1 < end and data[pos + 1] < 0x80:
+                length = (length & 0x7F) | data[pos + 1] << 7
+                pos += 2
             else:
                 length, pos = _varint(data, pos)
             stop = pos + length
