@@ -387,10 +387,16 @@ def measure(target: Target, algorithm: str, trial_counts: Sequence[int], args: a
 
 
 def new_pod(target: Target, algorithm: str, request: api_pb2.GetSuggestionsRequest) -> str:
-    """Milliseconds of the first call of a freshly started server with the request's whole history
-    (a new pod's full replay); or the error, as a service that keeps its history in memory may fail."""
+    """Milliseconds of the first GetSuggestions of a freshly started server with the request's whole
+    history (a new pod's full replay), after a ValidateAlgorithmSettings; or the error, as a service
+    that keeps its history in memory may fail."""
     with serve(target, algorithm, request.experiment) as fresh:
         try:
+            # As Katib would before its first call: this also waits for the algorithm's module, which
+            # this project's server loads in the background after answering SERVING (see --footprint).
+            fresh.stub.ValidateAlgorithmSettings(
+                api_pb2.ValidateAlgorithmSettingsRequest(experiment=request.experiment), timeout=CALL_TIMEOUT_SECONDS
+            )
             milliseconds, reply = round_trip(fresh.stub, request)
         except grpc.RpcError as error:
             return f"fails: {error.code().name}"
