@@ -46,7 +46,7 @@ log = logging.getLogger("katib.earlystopping")
 SERVICE = "EarlyStopping"
 DEFAULT_ADDRESS = "0.0.0.0:6788"
 FIELD = "spec.earlyStopping"
-DB_DEADLINE_SECONDS = 5.0
+DB_DEADLINE_SECONDS = 20.0  # per trial log read: room for a log of 200,000 values on a loaded machine
 DB_CHANNELS = 4  # DB-manager addresses with an open channel (one per Katib installation in practice)
 _COMPARISONS = {"LESS": api_pb2.LESS, "GREATER": api_pb2.GREATER}
 # A Trial name is a Kubernetes object name: a DNS-1123 subdomain of at most 253 characters.
