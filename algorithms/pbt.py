@@ -75,7 +75,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
 
-from katib_services.numbers import parse_decimal, quote
+from katib_services.numbers import is_object_name, parse_decimal, quote
 
 from .base import Algorithm, Checkpoint, Proposal, Reply, Request, derive_seed
 from .errors import InvalidSpec, Problems
@@ -93,9 +93,6 @@ _UP, _DOWN = Fraction(6, 5), Fraction(4, 5)  # the perturbation factors, exact
 _TRIES = 32  # explorations of one child before it gets a random unused point
 _NAME_MAX = 63  # a trial name is a label value of its children: at most 63 characters
 _SUFFIX = re.compile(r"-g([0-9]{1,9})m([0-9]{1,9})-([0-9a-f]{6})\Z", re.ASCII)
-# A Kubernetes object name (DNS-1123 subdomain), as Katib's experiment names are.
-_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
-_OBJECT_NAME_MAX = 253
 _BUSY = PENDING | {Condition.UNKNOWN}
 
 Slot = tuple[int, int]  # (generation, slot number)
@@ -140,7 +137,7 @@ class Pbt(Algorithm):
     )
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
-        if len(experiment.name) > _OBJECT_NAME_MAX or not _OBJECT_NAME.fullmatch(experiment.name):
+        if not is_object_name(experiment.name):
             problems.add(
                 "metadata.name",
                 f"{quote(experiment.name)} is not a Kubernetes object name (lowercase letters, digits, '-' and '.', "

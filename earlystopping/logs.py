@@ -71,9 +71,12 @@ class EarlyMeans:
         known: dict[str, float | None] = self._store.get(key) or {}
         missing = [name for name in names if name not in known]
         current = {name: known[name] for name in names if name in known}
-        reads = self._pool.map(lambda name: reader(name, metric), missing)
-        for name, log in zip(missing, reads):
-            check()
-            current[name] = early_mean(in_time_order(log), start_step)
-        self._store.put(key, current, sum(_MEAN_BYTES + len(name) for name in current))
+        try:
+            reads = self._pool.map(lambda name: reader(name, metric), missing)
+            for name, log in zip(missing, reads):
+                check()
+                current[name] = early_mean(in_time_order(log), start_step)
+        finally:  # what was read is kept even when the call is cancelled or a read fails
+            if missing or len(current) != len(known):  # else the entry holds just these trials already
+                self._store.put(key, current, sum(_MEAN_BYTES + len(name) for name in current))
         return [current[name] for name in names if current[name] is not None]

@@ -49,11 +49,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from katib_services.numbers import is_object_name
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ DEFAULT_NAMESPACE = "default"
 UPDATED = "updated"
 ALREADY_EARLY_STOPPED = "already early stopped"
 
-# A Trial name is a Kubernetes object name: a DNS-1123 subdomain of at most 253 characters.
-_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class TrialStatusError(Exception):
@@ -210,7 +209,7 @@ class TrialStatusUpdater:
         Blocks until the API server has answered. Raises :class:`TrialNotFound`,
         :class:`Forbidden` or :class:`KubernetesError`.
         """
-        if not isinstance(trial_name, str) or len(trial_name) > 253 or not _OBJECT_NAME.fullmatch(trial_name):
+        if not is_object_name(trial_name):
             raise TrialNotFound(
                 f"no Trial named {trial_name!r} can exist: a Trial name is a lowercase DNS-1123 subdomain"
             )

@@ -55,6 +55,17 @@ def parse_int(text: str) -> int | None:
     return int(text)
 
 
+# A Kubernetes object name (Experiment, Trial): a DNS-1123 subdomain of at most 253 characters.
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+OBJECT_NAME_MAX = 253
+
+
+def is_object_name(text: object) -> bool:
+    """Whether `text` is a Kubernetes object name: lowercase ASCII letters, digits, '-' and '.', in
+    dot-separated labels that start and end with a letter or digit, at most 253 characters."""
+    return isinstance(text, str) and len(text) <= OBJECT_NAME_MAX and _OBJECT_NAME.fullmatch(text) is not None
+
+
 def shorten(text: object, limit: int = 48) -> str:
     """`text` for a message: at most `limit` characters, ASCII-escaped, with its length when cut."""
     text = str(text)

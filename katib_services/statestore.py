@@ -50,11 +50,6 @@ class StateStore:
                 _, (_, size) = self._entries.popitem(last=False)
                 self._bytes -= size
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
     def stats(self) -> tuple[int, int]:
         """(entries, bytes) held now."""
         with self._lock:

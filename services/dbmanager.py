@@ -4,7 +4,7 @@
     python -m katib_services.services.dbmanager ...
 
 Metrics collectors report each trial's metric logs here; early-stopping services read them back
-(`GetObservationLog`). Storage, filters and durability are described in `runner.obslog`.
+(`GetObservationLog`). Storage, filters and durability are described in `katib_services.obslog`.
 """
 
 from __future__ import annotations

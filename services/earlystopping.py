@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -34,7 +33,7 @@ from katib_services.algorithms.errors import InvalidSpec, Problems, TooLarge
 from katib_services.algorithms.limits import DEFAULT
 from katib_services.earlystopping.logs import DBUnavailable, EarlyMeans, check_address
 from katib_services.earlystopping.rules import RULES, StoppingRule
-from katib_services.numbers import quote
+from katib_services.numbers import is_object_name, quote
 from katib_services.statestore import StateStore
 
 from .pb import api_pb2, api_pb2_grpc
@@ -49,8 +48,6 @@ FIELD = "spec.earlyStopping"
 DB_DEADLINE_SECONDS = 20.0  # per trial log read: room for a log of 200,000 values on a loaded machine
 DB_CHANNELS = 4  # DB-manager addresses with an open channel (one per Katib installation in practice)
 _COMPARISONS = {"LESS": api_pb2.LESS, "GREATER": api_pb2.GREATER}
-# A Trial name is a Kubernetes object name: a DNS-1123 subdomain of at most 253 characters.
-_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
 
 
 def prepare(spec: api_pb2.EarlyStoppingSpec, problems: Problems) -> tuple[StoppingRule | None, dict]:
@@ -72,9 +69,8 @@ def prepare(spec: api_pb2.EarlyStoppingSpec, problems: Problems) -> tuple[Stoppi
 class _Channels:
     """gRPC channels to the most recent DB-manager addresses; a dropped one is closed."""
 
-    def __init__(self, max_message_bytes: int, size: int = DB_CHANNELS, tls: ClientTls | None = None):
+    def __init__(self, max_message_bytes: int, tls: ClientTls | None = None):
         self.options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)]
-        self.size = size
         self.tls = tls
         self._channels: OrderedDict[str, grpc.Channel] = OrderedDict()
         self._lock = threading.Lock()
@@ -83,7 +79,7 @@ class _Channels:
         with self._lock:
             opened = self._channels.pop(address, None) or channel(address, self.tls, self.options)
             self._channels[address] = opened
-            while len(self._channels) > self.size:
+            while len(self._channels) > DB_CHANNELS:
                 _, dropped = self._channels.popitem(last=False)
                 dropped.close()
             return opened
@@ -186,7 +182,7 @@ class EarlyStoppingServicer:
         name = request.trial_name
         if not name:
             raise InvalidSpec("trial_name: is empty")
-        if len(name) > 253 or not _OBJECT_NAME.fullmatch(name):
+        if not is_object_name(name):
             raise InvalidSpec(f"trial_name: {quote(name)} is not a Trial name (a lowercase DNS-1123 subdomain of at most 253 characters)")
         try:
             updater = self._updater()

@@ -46,7 +46,7 @@ class _Live:
     """Gauges read at scrape time: calls in flight, and the state stores' size."""
 
     def __init__(self):
-        self.sources = weakref.WeakSet()  # objects with in_flight() and/or a `store` (StateStore)
+        self.sources = weakref.WeakSet()  # objects with in_flight() and stores() (their StateStores)
 
     def collect(self):
         in_flight = GaugeMetricFamily("katib_rpc_in_flight", _HELP["katib_rpc_in_flight"])
@@ -81,8 +81,8 @@ def record_call(service: str, rpc: str, algorithm: str, code: str, seconds: floa
         DBMANAGER.labels(db_code).observe(db_seconds)
 
 
-def serve(port: int, address: str = "0.0.0.0"):
+def serve(port: int):
     """Serves /metrics over HTTP on `port` (0: any free port) in a daemon thread; the HTTP server
     (its `server_port` is the port used; `shutdown()` stops it)."""
-    http, _thread = start_http_server(port, address)
+    http, _thread = start_http_server(port)
     return http

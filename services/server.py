@@ -40,6 +40,7 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from katib_services.algorithms.errors import MAX_MESSAGE_BYTES, Cancelled, Exhausted, InvalidSpec, TooLarge, fit
+from katib_services.numbers import shorten
 from katib_services.statestore import DEFAULT_ENTRIES, DEFAULT_MEGABYTES, StateStore
 
 from .pb import api_pb2
@@ -85,8 +86,9 @@ class RpcFailure(Exception):
 
 
 def set_log_experiment(name: str) -> None:
-    """Names the experiment in the log lines of the rest of the current call."""
-    current_call().experiment = fit(name, 253)
+    """Names the experiment in the log lines of the rest of the current call (escaped: a name from the
+    wire cannot start a log line of its own)."""
+    current_call().experiment = shorten(name, 253)
 
 
 # -- logging ----------------------------------------------------------------------------------
@@ -259,7 +261,7 @@ class _Handlers:
                 code.name,
                 seconds * 1000,
                 f": {text}" if text else "",
-                extra={"code": code.name, "duration_ms": round(seconds * 1000, 3), "rpc": call.rpc},
+                extra={"code": code.name, "duration_ms": round(seconds * 1000, 3)},
             )
         if self.metrics is not None:
             self.metrics.record_call(call.service, call.rpc, call.algorithm, code.name, seconds, call.trials, call.db_calls)
@@ -350,7 +352,7 @@ class Server:
         ]
         reflection.enable_server_reflection([*full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc)
         try:
-            self.port = self.grpc.add_insecure_port(address) if tls is None else self.grpc.add_secure_port(address, tls.credentials())
+            self.port = self.grpc.add_insecure_port(address) if tls is None else self.grpc.add_secure_port(address, tls.credentials)
         except RuntimeError:  # gRPC's "failed to bind": the port is taken, or the certificate or key was refused
             self.port = 0
         if self.port == 0:
@@ -402,20 +404,14 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_address: str) 
     ):
         parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default:g})" if kind is float else f"{meaning} (default {default})")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text lines, or one JSON object per line (default text)")
-    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics over HTTP at :PORT/metrics (default: off)")
+    parser.add_argument("--metrics-port", type=port, metavar="PORT", help="serve Prometheus metrics over HTTP at :PORT/metrics (default: off)")
     add_server_tls_arguments(parser)
 
 
 def server_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Configures logging; the options of `Server` that the flags of `add_server_arguments` set."""
     configure_logging(args.log_level, args.log_format)
-    tls = server_tls(parser, args)
-    if tls is not None:
-        try:
-            tls.credentials()  # the files are read now, so that a bad path is a usage error
-        except ValueError as error:
-            parser.error(str(error))
-    return {"max_message_mb": args.max_message_mb, "tls": tls, "metrics_port": args.metrics_port}
+    return {"max_message_mb": args.max_message_mb, "tls": server_tls(parser, args), "metrics_port": args.metrics_port}
 
 
 def add_state_arguments(parser: argparse.ArgumentParser) -> None:
@@ -432,6 +428,14 @@ def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0 to 65535)")
     return value
 
 

@@ -288,3 +288,27 @@ def test_set_trial_status_in_a_pod_without_credentials_is_unavailable(es, monkey
     with pytest.raises(grpc.RpcError) as caught:
         service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="../etc/passwd"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_means_read_before_a_failed_read_are_kept():
+    """The cache of early means keeps what a call read even when a later read fails (or the call is
+    cancelled), so that a retry reads only the rest."""
+    from katib_services.earlystopping.logs import EarlyMeans, DBUnavailable
+    from katib_services.statestore import StateStore
+
+    means = EarlyMeans(StateStore().view("early-means"))
+    reads, failed = [], []
+
+    def reader(name, metric):
+        reads.append(name)
+        if name == "t3" and not failed:
+            failed.append(name)
+            raise DBUnavailable("the DB manager is gone")
+        return [("2026-11-28T10:00:00Z", "0.5")] * 4
+
+    names = [f"t{i}" for i in range(6)]
+    with pytest.raises(DBUnavailable):
+        means.means("key", reader, names, "accuracy", 4)
+    reads.clear()
+    assert means.means("key", reader, names, "accuracy", 4) == [0.5] * 6
+    assert sorted(reads) == ["t3", "t4", "t5"], "the means before the failed read were kept"

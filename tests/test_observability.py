@@ -110,3 +110,14 @@ def test_json_logs_one_object_per_line(tmp_path):
     (bad,) = [e for e in lines if e["experiment"] == "bad-experiment"]
     assert bad["code"] == "INVALID_ARGUMENT" and bad["level"] == "WARNING" and "min" in bad["message"]
     assert any("SIGTERM received" in e["message"] and e["rpc"] is None for e in lines)
+
+
+def test_an_experiment_name_cannot_forge_a_text_log_line(tmp_path):
+    server, log = started(["katib_services.services.suggestion", "--algorithm", "random"], tmp_path, "text")
+    forged = "x\n2026-12-01 00:00:00 INFO forged"
+    with pytest.raises(grpc.RpcError):  # not a Kubernetes name, but the call's log line names it first
+        Client(server.address).suggest(experiment([double("x", 1, 0)], name=forged))
+    server.stop()
+    text = log.read_text()
+    assert "INFO forged" in text and not any(line.startswith("2026-12-01 00:00:00 INFO forged") for line in text.splitlines())
+    assert "x\\x0a2026-12-01" in text, text

@@ -90,18 +90,26 @@ def test_every_server_cli_serves_mutual_tls(ca, tmp_path, module):
             assert refused(anonymous) == grpc.StatusCode.UNAVAILABLE
 
 
+SUGGESTION = ["katib_services.services.suggestion", "--algorithm", "random"]
+EARLY_STOPPING = ["katib_services.services.earlystopping", "--algorithm", "medianstop"]
+
+
 @pytest.mark.parametrize(
-    "flags, message",
+    "server, flags, message",
     [
-        (["--tls-cert", "a.pem"], "--tls-cert and --tls-key go together"),
-        (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
-        (["--tls-cert", "/no/such.pem", "--tls-key", "/no/such.key"], "--tls-key /no/such.key"),
-        (["--tls-cert", __file__, "--tls-key", __file__], "not a PEM certificate chain and its key"),
+        (SUGGESTION, ["--tls-cert", "a.pem"], "--tls-cert and --tls-key go together"),
+        (SUGGESTION, ["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
+        (SUGGESTION, ["--tls-cert", "/no/such.pem", "--tls-key", "/no/such.key"], "--tls-key /no/such.key"),
+        (SUGGESTION, ["--tls-cert", __file__, "--tls-key", __file__], "not a PEM certificate chain and its key"),
+        # The client side: the DB manager's CA is read at start, not at the first GetEarlyStoppingRules.
+        (EARLY_STOPPING, ["--dbmanager-tls-ca", "/no/such.pem"], "--dbmanager-tls-ca /no/such.pem"),
+        (EARLY_STOPPING, ["--dbmanager-tls-cert", "/no/such.pem"], "--dbmanager-tls-cert and --dbmanager-tls-key go together"),
+        (SUGGESTION, ["--metrics-port", "70000"], "70000 is not a port"),
     ],
 )
-def test_bad_tls_flags_are_usage_errors(flags, message):
+def test_bad_tls_flags_are_usage_errors(server, flags, message):
     done = subprocess.run(
-        [sys.executable, "-m", "katib_services.services.suggestion", "--algorithm", "random", "--address", "127.0.0.1:0", *flags],
+        [sys.executable, "-m", *server, "--address", "127.0.0.1:0", *flags],
         capture_output=True,
         text=True,
         timeout=60,
