@@ -63,14 +63,14 @@ def spec(algorithm="medianstop", objective="maximize", **settings):
     }
 
 
-def rules(service, db_address, trial_names, name="exp", conditions=None, **kwargs):
+def rules(service, db_address, trial_names, name="exp", conditions=None, timeout=10, **kwargs):
     trials = [
         trial_pb(t, {"lr": "0.05"}, (conditions or {}).get(t, "Succeeded"), {"accuracy": "0.5"}) for t in trial_names
     ]
     request = api_pb2.GetEarlyStoppingRulesRequest(
         experiment=experiment_pb(name, spec(**kwargs)), trials=trials, db_manager_address=db_address
     )
-    return list(service.stub.GetEarlyStoppingRules(request, timeout=10).early_stopping_rules)
+    return list(service.stub.GetEarlyStoppingRules(request, timeout=timeout).early_stopping_rules)
 
 
 def test_median_of_early_means_not_their_mean(db, es):
@@ -221,7 +221,7 @@ def test_a_trial_with_200000_logs_is_read_past_the_default_4_mib(db, es):
     assert request.ByteSize() > 4 << 20
     stub.ReportObservationLog(request, timeout=60)
     report(db, "short", [0.7] * 4)
-    (rule,) = rules(service, db.address, ["long", "short"], min_trials_required=2)
+    (rule,) = rules(service, db.address, ["long", "short"], min_trials_required=2, timeout=60)  # a slow read, on a loaded machine
     assert float(rule.value) == pytest.approx(0.6)
 
 
