@@ -272,10 +272,9 @@ class Batch:
             return None
         level = max(enough)
         trials = [
-            replace(t, point=config, unit=fidelity.configs.encode(config), rank=None)
+            replace(t, point=fidelity.config(t.point), unit=fidelity.config(t.unit), rank=None)
             for t in self.request.history.trials
             if t.point is not None and fidelity.level(t.point) == level and (_observed(t) or t.condition in PENDING)
-            for config in [fidelity.config(t.point)]
         ]
         from optuna.samplers import TPESampler
 
