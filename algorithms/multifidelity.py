@@ -80,30 +80,28 @@ def level_count(top: float, bottom: float, eta: float) -> int:
 
 @dataclass(frozen=True)
 class Ladder:
-    """The resources of the levels, lowest first, as numbers and as the strings trials get."""
+    """The resources of the levels, lowest first, as the strings trials get."""
 
-    values: tuple[float, ...]
     texts: tuple[str, ...]
 
     @classmethod
     def build(cls, top: float, levels: int, eta: float, kind: ParamType) -> tuple[Ladder, str | None]:
         """The ladder `top / eta^(levels - 1 - j)`, and why it is unusable (None when it is fine)."""
         if levels > MAX_LEVELS:
-            return cls((), ()), (
+            return cls(()), (
                 f"the schedule would have more than {MAX_LEVELS} rungs from the top resource down; raise eta or narrow the resources"
             )
-        values = tuple(top / eta ** (levels - 1 - j) for j in range(levels))
-        texts = tuple(_format(v, kind) for v in values)
+        texts = tuple(_format(top / eta ** (levels - 1 - j), kind) for j in range(levels))
         for low, high in zip(texts, texts[1:]):
             if low == high:
-                return cls(values, texts), (
+                return cls(texts), (
                     f"with an int resource, two rungs round to the same value ({low}); raise eta or the top resource, "
                     "or make the resource a double parameter"
                 )
-        return cls(values, texts), None
+        return cls(texts), None
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.texts)
 
 
 def _format(value: float, kind: ParamType) -> str:
