@@ -93,7 +93,8 @@ class Asha(MultiFidelity):
         brackets = request.settings["brackets"]
         eta = request.settings["eta"]
         rungs, base = _replay(request.history.trials, fidelity, brackets, top)
-        ladder = [float(text) for text in space.parameters[fidelity.index].choices]
+        resource = space.parameters[fidelity.index]
+        ladder = [resource.value(k) for k in range(resource.size)]
         spent = [0.0] * brackets
         for (b, k), members in rungs.items():
             spent[b] += ladder[k] * len(members)
