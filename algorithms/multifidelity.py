@@ -34,7 +34,7 @@ from katib_services.numbers import quote
 from .base import Algorithm, Proposal, Request
 from .errors import Problems
 from .experiment import Experiment
-from .history import PENDING, Condition, Trial
+from .history import PENDING, Condition, Trial, label_index
 from .limits import Limits
 from .model import Taken, draw_new
 from .settings import FIELD, Setting
@@ -85,8 +85,10 @@ class Ladder:
     texts: tuple[str, ...]
 
     @classmethod
-    def build(cls, top: float, levels: int, eta: float, kind: ParamType) -> tuple[Ladder, str | None]:
-        """The ladder `top / eta^(levels - 1 - j)`, and why it is unusable (None when it is fine)."""
+    def build(cls, top: float, bottom: float, eta: float, kind: ParamType) -> tuple[Ladder, str | None]:
+        """The ladder from `top` down by factors of eta while at least `bottom`, and why it is
+        unusable (None when it is fine)."""
+        levels = level_count(top, bottom, eta) + 1
         if levels > MAX_LEVELS:
             return cls(()), (
                 f"the schedule would have more than {MAX_LEVELS} rungs from the top resource down; raise eta or narrow the resources"
@@ -167,6 +169,8 @@ class Fidelity:
     def __init__(self, space: SearchSpace, resource: str):
         self.space = space
         self.index = space.names.index(resource)
+        self.resource = space.parameters[self.index]  # the ladder, a discrete list (ladder_space)
+        self.top = self.resource.size - 1  # the highest level
         self.configs = SearchSpace([p for i, p in enumerate(space.parameters) if i != self.index])
 
     def config(self, point: tuple) -> tuple:
@@ -177,6 +181,19 @@ class Fidelity:
 
     def point(self, config: tuple, level: int) -> tuple:
         return config[: self.index] + (level,) + config[self.index :]
+
+
+def placed(trial: Trial, keys: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The numbers the labels `keys` give a trial with a point, or None when one is missing or not a plain number."""
+    if trial.point is None or not trial.labels:
+        return None
+    numbers = tuple(label_index(trial.labels.get(key)) for key in keys)
+    return None if None in numbers else numbers  # type: ignore[return-value]
+
+
+def place_labels(keys: tuple[str, ...], numbers: tuple[int, ...]) -> dict[str, str]:
+    """The labels that `placed` reads back as `numbers`."""
+    return {key: str(n) for key, n in zip(keys, numbers)}
 
 
 def finished(trial: Trial) -> bool:
