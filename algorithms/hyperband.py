@@ -33,13 +33,12 @@ same promotion above).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .base import Reply, Request
 from .history import Trial
 from .multifidelity import ETA, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, finished, place_labels
-from .multifidelity import placed, ranked, whole
+from .multifidelity import ceiling, placed, ranked, whole
 from .settings import RANDOM_STATE, Schema, Setting
 from .space import ParamType
 
@@ -105,7 +104,7 @@ class _Schedule:
         self.s_max = s_max
         self.sizes: list[list[int]] = []  # sizes[s][i]: configurations in rung i of bracket s
         for s in range(s_max + 1):
-            n = math.ceil((s_max + 1) / (s + 1) * eta**s * (1 - 1e-12))
+            n = ceiling((s_max + 1) / (s + 1) * eta**s)
             sizes = [n]
             while len(sizes) <= s and whole(sizes[-1] / eta) > 0:
                 sizes.append(whole(sizes[-1] / eta))

@@ -41,7 +41,7 @@ from .settings import FIELD, Setting
 from .space import Parameter, ParamType, SearchSpace
 
 MAX_LEVELS = 64  # levels of a ladder (hyperband: brackets), which bounds every loop over them
-_TOLERANCE = 1e-9  # relative: 9 / 3^2 is a whole level even when the float division is not exact
+_TOLERANCE = 1e-12  # relative: far above float error (9 / 3^2 is a whole level), far below a schedule's steps
 
 RESOURCE_NAME = Setting(
     "resource_name",
@@ -215,6 +215,11 @@ def ranked(members: dict[int, Trial]) -> list[tuple[float | None, int]]:
 def whole(x: float) -> int:
     """floor(x), forgiving float error: 3 / (1/3) is 9."""
     return math.floor(x + _TOLERANCE * max(1.0, abs(x)))
+
+
+def ceiling(x: float) -> int:
+    """ceil(x), forgiving float error: 1.1^2 * 100 is 121."""
+    return math.ceil(x - _TOLERANCE * max(1.0, abs(x)))
 
 
 class Batch:
