@@ -2,8 +2,9 @@
 
 Schedule. `s_max = floor(log_eta(r_l))` (0 when `r_l < eta`). A *round* is one pass over the
 brackets `s = s_max, ..., 0`; bracket s starts `n = ceil((s_max + 1) / (s + 1) * eta^s)` new
-configurations at resource `r_l * eta^-s` (rung 0), and rung i + 1 holds the best
-`floor(n_i / eta)` configurations of rung i at eta times its resource, up to rung s at `r_l`.
+configurations at resource `r_l * eta^-s` (rung 0), and rung i > 0 holds the best
+`n_i = floor(n * eta^-i)` configurations of rung i - 1 at eta times its resource, up to rung s at
+`r_l` (for an integer eta, n_i is `floor(n_(i-1) / eta)`; for any eta, every bracket reaches `r_l`).
 Resources are the levels of the ladder in `algorithms.multifidelity` (level `s_max - s + i`).
 With `r_l < eta` there is one bracket with one rung: plain random (or TPE) search at `r_l`.
 
@@ -12,7 +13,7 @@ Labels. Each proposal carries `hyperband-round`, `hyperband-bracket` (s), `hyper
 Every request rebuilds the schedule's state from them; nothing else is kept.
 
 Promotions. A rung's promotions are decided once all of its trials are in the request and
-finished: the best `floor(n_i / eta)` by objective, lowest configuration number on ties. A FAILED,
+finished: the best `n_(i+1)` of rung i by objective, lowest configuration number on ties. A FAILED,
 KILLED, METRICSUNAVAILABLE or EARLYSTOPPED trial, or one without a value, is the worst of its rung
 and never promoted, so such a rung may promote fewer (none: the bracket ends there).
 
@@ -105,10 +106,7 @@ class _Schedule:
         self.sizes: list[list[int]] = []  # sizes[s][i]: configurations in rung i of bracket s
         for s in range(s_max + 1):
             n = ceiling((s_max + 1) / (s + 1) * eta**s)
-            sizes = [n]
-            while len(sizes) <= s and whole(sizes[-1] / eta) > 0:
-                sizes.append(whole(sizes[-1] / eta))
-            self.sizes.append(sizes)
+            self.sizes.append([whole(n / eta**i) for i in range(s + 1)])
 
     def level(self, s: int, rung: int) -> int:
         return self.s_max - s + rung

@@ -91,10 +91,10 @@ class Run:
         raise AssertionError("the run did not get there")
 
 
-def rounds_finished(count):
+def rounds_finished(count, per_round=PER_ROUND):
     def done(run):
         finished = [t for t in run.trials if t.status.condition != 1 and int(t.spec.labels[HB[0]]) < count]
-        return len(finished) == count * PER_ROUND
+        return len(finished) == count * per_round
 
     return done
 
@@ -156,6 +156,20 @@ def test_a_restart_at_every_call_gives_the_same_proposals(serve, algorithm):
     restarted = Run(fresh, exp, 3, seed=5).until(lambda run: len(run.trials) >= 70)
     assert restarted.replies == steady.replies
     assert len({labels for _, labels in steady.replies}) == len(steady.replies)
+
+
+def test_a_fractional_eta_takes_every_bracket_to_r_l(serve):
+    """Rung i of a bracket holds floor(n * eta^-i) configurations, as in Li et al.: with r_l = 9 and
+    eta = 2.5, bracket 2 has 7, 2 and 1 (flooring 2 / 2.5 again would end it below r_l)."""
+    client = serve("hyperband")
+    run = Run(lambda: client, exp_for("hyperband", eta="2.5"), 2).until(rounds_finished(1, per_round=18))
+    rungs = {}
+    for trial in run.trials:
+        round_, s, i, _ = labels_of(trial)
+        if round_ == 0:
+            rungs.setdefault((s, i), []).append(assignment_of(trial)["epochs"])
+    assert {key: len(resources) for key, resources in rungs.items()} == {(2, 0): 7, (2, 1): 2, (2, 2): 1, (1, 0): 4, (1, 1): 1, (0, 0): 3}
+    assert {s: set(rungs[(s, s)]) for s in range(3)} == {s: {"9"} for s in range(3)}, "every bracket's last rung is at r_l"
 
 
 def test_r_l_below_eta_is_plain_random_search_at_r_l(serve):
