@@ -34,14 +34,14 @@ from katib_services.numbers import shorten
 from .base import Reply, Request
 from .errors import Problems
 from .experiment import Experiment
-from .history import Trial, label_index
+from .history import Trial
 from .limits import Limits
-from .multifidelity import ETA, MAX_LEVELS, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, level_count
-from .multifidelity import ranked, resource_parameter, whole
+from .multifidelity import ETA, MAX_LEVELS, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, place_labels
+from .multifidelity import placed, ranked, resource_parameter, whole
 from .settings import FIELD, RANDOM_STATE, Schema, Setting
 from .space import ParamType
 
-BRACKET, RUNG, CONFIG = "asha-bracket", "asha-rung", "asha-config"
+BRACKET, RUNG, CONFIG = LABELS = "asha-bracket", "asha-rung", "asha-config"
 
 
 class Asha(MultiFidelity):
@@ -69,8 +69,7 @@ class Asha(MultiFidelity):
     )
 
     def ladder(self, settings: dict[str, Any], kind: ParamType) -> tuple[Ladder, str | None]:
-        high, eta = settings["max_resource"], settings["eta"]
-        return Ladder.build(high, level_count(high, settings["min_resource"], eta) + 1, eta, kind)
+        return Ladder.build(settings["max_resource"], settings["min_resource"], settings["eta"], kind)
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         low, high = settings["min_resource"], settings["max_resource"]
@@ -87,13 +86,12 @@ class Asha(MultiFidelity):
             )
 
     def suggest(self, request: Request) -> Reply:
-        space = request.experiment.space
-        fidelity = Fidelity(space, request.settings["resource_name"])
-        top = space.parameters[fidelity.index].size - 1
+        fidelity = Fidelity(request.experiment.space, request.settings["resource_name"])
+        top = fidelity.top
         brackets = request.settings["brackets"]
         eta = request.settings["eta"]
-        rungs, base = _replay(request.history.trials, fidelity, brackets, top)
-        ladder = [float(text) for text in space.parameters[fidelity.index].choices]
+        rungs, base = _replay(request.history.trials, fidelity, brackets)
+        ladder = [fidelity.resource.value(k) for k in range(top + 1)]
         spent = [0.0] * brackets
         for (b, k), members in rungs.items():
             spent[b] += ladder[k] * len(members)
@@ -112,33 +110,30 @@ class Asha(MultiFidelity):
         while not batch.full:
             promoted = False
             for b, k, c in queue:
-                if batch.promote(fidelity.config(base[c][1].point), k + 1, _labels(b, k + 1, c)):
+                if batch.promote(fidelity.config(base[c][1].point), k + 1, place_labels(LABELS, (b, k + 1, c))):
                     spent[b] += ladder[k + 1]
                     promoted = True
                     break
             if promoted:
                 continue
             b = min(range(brackets), key=lambda i: (spent[i], i))
-            if batch.new(b, _labels(b, b, next_config)):
+            if batch.new(b, place_labels(LABELS, (b, b, next_config))):
                 spent[b] += ladder[b]
                 next_config += 1
         return Reply(batch.proposals)
 
 
-def _labels(b: int, k: int, c: int) -> dict[str, str]:
-    return {BRACKET: str(b), RUNG: str(k), CONFIG: str(c)}
-
-
 def _replay(
-    trials: list[Trial], fidelity: Fidelity, brackets: int, top: int
+    trials: list[Trial], fidelity: Fidelity, brackets: int
 ) -> tuple[dict[tuple[int, int], dict[int, Trial]], dict[int, tuple[int, Trial]]]:
     """The members of each (bracket, rung), and each configuration's bracket and base trial."""
     claims = []
     for t in trials:
-        if t.point is None or not t.labels:
+        place = placed(t, LABELS)
+        if place is None:
             continue
-        b, k, c = (label_index(t.labels.get(key)) for key in (BRACKET, RUNG, CONFIG))
-        if b is None or k is None or c is None or b >= brackets or not b <= k <= top or c >= len(trials):
+        b, k, c = place
+        if b >= brackets or not b <= k <= fidelity.top or c >= len(trials):
             continue
         if fidelity.level(t.point) == k:
             claims.append((b, k, c, t))

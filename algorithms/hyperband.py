@@ -2,8 +2,9 @@
 
 Schedule. `s_max = floor(log_eta(r_l))` (0 when `r_l < eta`). A *round* is one pass over the
 brackets `s = s_max, ..., 0`; bracket s starts `n = ceil((s_max + 1) / (s + 1) * eta^s)` new
-configurations at resource `r_l * eta^-s` (rung 0), and rung i + 1 holds the best
-`floor(n_i / eta)` configurations of rung i at eta times its resource, up to rung s at `r_l`.
+configurations at resource `r_l * eta^-s` (rung 0), and rung i > 0 holds the best
+`n_i = floor(n * eta^-i)` configurations of rung i - 1 at eta times its resource, up to rung s at
+`r_l` (for an integer eta, n_i is `floor(n_(i-1) / eta)`; for any eta, every bracket reaches `r_l`).
 Resources are the levels of the ladder in `algorithms.multifidelity` (level `s_max - s + i`).
 With `r_l < eta` there is one bracket with one rung: plain random (or TPE) search at `r_l`.
 
@@ -12,7 +13,7 @@ Labels. Each proposal carries `hyperband-round`, `hyperband-bracket` (s), `hyper
 Every request rebuilds the schedule's state from them; nothing else is kept.
 
 Promotions. A rung's promotions are decided once all of its trials are in the request and
-finished: the best `floor(n_i / eta)` by objective, lowest configuration number on ties. A FAILED,
+finished: the best `n_(i+1)` of rung i by objective, lowest configuration number on ties. A FAILED,
 KILLED, METRICSUNAVAILABLE or EARLYSTOPPED trial, or one without a value, is the worst of its rung
 and never promoted, so such a rung may promote fewer (none: the bracket ends there).
 
@@ -33,17 +34,16 @@ same promotion above).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .base import Reply, Request
-from .history import Trial, label_index
-from .multifidelity import ETA, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, finished, level_count
-from .multifidelity import ranked, whole
+from .history import Trial
+from .multifidelity import ETA, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, finished, place_labels
+from .multifidelity import ceiling, placed, ranked, whole
 from .settings import RANDOM_STATE, Schema, Setting
 from .space import ParamType
 
-ROUND, BRACKET, RUNG, CONFIG = "hyperband-round", "hyperband-bracket", "hyperband-rung", "hyperband-config"
+ROUND, BRACKET, RUNG, CONFIG = LABELS = "hyperband-round", "hyperband-bracket", "hyperband-rung", "hyperband-config"
 
 
 class Hyperband(MultiFidelity):
@@ -70,13 +70,11 @@ class Hyperband(MultiFidelity):
     )
 
     def ladder(self, settings: dict[str, Any], kind: ParamType) -> tuple[Ladder, str | None]:
-        r_l, eta = settings["r_l"], settings["eta"]
-        return Ladder.build(r_l, level_count(r_l, 1.0, eta) + 1, eta, kind)
+        return Ladder.build(settings["r_l"], 1.0, settings["eta"], kind)
 
     def suggest(self, request: Request) -> Reply:
-        space = request.experiment.space
-        fidelity = Fidelity(space, request.settings["resource_name"])
-        schedule = _Schedule(space.parameters[fidelity.index].size - 1, request.settings["eta"])
+        fidelity = Fidelity(request.experiment.space, request.settings["resource_name"])
+        schedule = _Schedule(fidelity.top, request.settings["eta"])
         brackets = _replay(request.history.trials, fidelity, schedule)
         batch = Batch(request, fidelity, {CONFIG: "extra"})  # outside the schedule
         for key in sorted(brackets, key=schedule.position):
@@ -85,7 +83,8 @@ class Hyperband(MultiFidelity):
                 if batch.full:
                     break
                 config = fidelity.config(bracket.rungs[0][c].point)
-                batch.promote(config, schedule.level(key[1], bracket.next_rung), _labels(*key, bracket.next_rung, c))
+                rung = bracket.next_rung
+                batch.promote(config, schedule.level(key[1], rung), place_labels(LABELS, (*key, rung, c)))
         position = 0
         while not batch.full:
             key = schedule.bracket_at(position)
@@ -96,13 +95,9 @@ class Hyperband(MultiFidelity):
                 c = next(free, None)
                 if c is None:
                     break
-                batch.new(schedule.level(key[1], 0), _labels(*key, 0, c))
+                batch.new(schedule.level(key[1], 0), place_labels(LABELS, (*key, 0, c)))
             position += 1
         return Reply(batch.proposals)
-
-
-def _labels(round_: int, s: int, rung: int, c: int) -> dict[str, str]:
-    return {ROUND: str(round_), BRACKET: str(s), RUNG: str(rung), CONFIG: str(c)}
 
 
 class _Schedule:
@@ -110,11 +105,8 @@ class _Schedule:
         self.s_max = s_max
         self.sizes: list[list[int]] = []  # sizes[s][i]: configurations in rung i of bracket s
         for s in range(s_max + 1):
-            n = math.ceil((s_max + 1) / (s + 1) * eta**s * (1 - 1e-12))
-            sizes = [n]
-            while len(sizes) <= s and whole(sizes[-1] / eta) > 0:
-                sizes.append(whole(sizes[-1] / eta))
-            self.sizes.append(sizes)
+            n = ceiling((s_max + 1) / (s + 1) * eta**s)
+            self.sizes.append([whole(n / eta**i) for i in range(s + 1)])
 
     def level(self, s: int, rung: int) -> int:
         return self.s_max - s + rung
@@ -141,10 +133,11 @@ class _Bracket:
 def _replay(trials: list[Trial], fidelity: Fidelity, schedule: _Schedule) -> dict[tuple[int, int], _Bracket]:
     claims: dict[tuple[int, int], list[list[tuple[int, Trial]]]] = {}
     for t in trials:
-        if t.point is None or not t.labels:
+        place = placed(t, LABELS)
+        if place is None:
             continue
-        round_, s, rung, c = (label_index(t.labels.get(key)) for key in (ROUND, BRACKET, RUNG, CONFIG))
-        if round_ is None or s is None or rung is None or c is None or round_ >= len(trials) or s > schedule.s_max:
+        round_, s, rung, c = place
+        if round_ >= len(trials) or s > schedule.s_max:
             continue
         sizes = schedule.sizes[s]
         if rung < len(sizes) and c < sizes[0] and fidelity.level(t.point) == schedule.level(s, rung):

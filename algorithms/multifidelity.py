@@ -34,14 +34,14 @@ from katib_services.numbers import quote
 from .base import Algorithm, Proposal, Request
 from .errors import Problems
 from .experiment import Experiment
-from .history import PENDING, Condition, Trial
+from .history import PENDING, Condition, Trial, label_index
 from .limits import Limits
 from .model import Taken, draw_new
 from .settings import FIELD, Setting
 from .space import Parameter, ParamType, SearchSpace
 
 MAX_LEVELS = 64  # levels of a ladder (hyperband: brackets), which bounds every loop over them
-_TOLERANCE = 1e-9  # relative: 9 / 3^2 is a whole level even when the float division is not exact
+_TOLERANCE = 1e-12  # relative: far above float error (9 / 3^2 is a whole level), far below a schedule's steps
 
 RESOURCE_NAME = Setting(
     "resource_name",
@@ -80,30 +80,30 @@ def level_count(top: float, bottom: float, eta: float) -> int:
 
 @dataclass(frozen=True)
 class Ladder:
-    """The resources of the levels, lowest first, as numbers and as the strings trials get."""
+    """The resources of the levels, lowest first, as the strings trials get."""
 
-    values: tuple[float, ...]
     texts: tuple[str, ...]
 
     @classmethod
-    def build(cls, top: float, levels: int, eta: float, kind: ParamType) -> tuple[Ladder, str | None]:
-        """The ladder `top / eta^(levels - 1 - j)`, and why it is unusable (None when it is fine)."""
+    def build(cls, top: float, bottom: float, eta: float, kind: ParamType) -> tuple[Ladder, str | None]:
+        """The ladder from `top` down by factors of eta while at least `bottom`, and why it is
+        unusable (None when it is fine)."""
+        levels = level_count(top, bottom, eta) + 1
         if levels > MAX_LEVELS:
-            return cls((), ()), (
+            return cls(()), (
                 f"the schedule would have more than {MAX_LEVELS} rungs from the top resource down; raise eta or narrow the resources"
             )
-        values = tuple(top / eta ** (levels - 1 - j) for j in range(levels))
-        texts = tuple(_format(v, kind) for v in values)
+        texts = tuple(_format(top / eta ** (levels - 1 - j), kind) for j in range(levels))
         for low, high in zip(texts, texts[1:]):
             if low == high:
-                return cls(values, texts), (
+                return cls(texts), (
                     f"with an int resource, two rungs round to the same value ({low}); raise eta or the top resource, "
                     "or make the resource a double parameter"
                 )
-        return cls(values, texts), None
+        return cls(texts), None
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.texts)
 
 
 def _format(value: float, kind: ParamType) -> str:
@@ -169,6 +169,8 @@ class Fidelity:
     def __init__(self, space: SearchSpace, resource: str):
         self.space = space
         self.index = space.names.index(resource)
+        self.resource = space.parameters[self.index]  # the ladder, a discrete list (ladder_space)
+        self.top = self.resource.size - 1  # the highest level
         self.configs = SearchSpace([p for i, p in enumerate(space.parameters) if i != self.index])
 
     def config(self, point: tuple) -> tuple:
@@ -179,6 +181,19 @@ class Fidelity:
 
     def point(self, config: tuple, level: int) -> tuple:
         return config[: self.index] + (level,) + config[self.index :]
+
+
+def placed(trial: Trial, keys: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The numbers the labels `keys` give a trial with a point, or None when one is missing or not a plain number."""
+    if trial.point is None or not trial.labels:
+        return None
+    numbers = tuple(label_index(trial.labels.get(key)) for key in keys)
+    return None if None in numbers else numbers  # type: ignore[return-value]
+
+
+def place_labels(keys: tuple[str, ...], numbers: tuple[int, ...]) -> dict[str, str]:
+    """The labels that `placed` reads back as `numbers`."""
+    return {key: str(n) for key, n in zip(keys, numbers)}
 
 
 def finished(trial: Trial) -> bool:
@@ -200,6 +215,11 @@ def ranked(members: dict[int, Trial]) -> list[tuple[float | None, int]]:
 def whole(x: float) -> int:
     """floor(x), forgiving float error: 3 / (1/3) is 9."""
     return math.floor(x + _TOLERANCE * max(1.0, abs(x)))
+
+
+def ceiling(x: float) -> int:
+    """ceil(x), forgiving float error: 1.1^2 * 100 is 121."""
+    return math.ceil(x - _TOLERANCE * max(1.0, abs(x)))
 
 
 class Batch:
@@ -272,10 +292,9 @@ class Batch:
             return None
         level = max(enough)
         trials = [
-            replace(t, point=config, unit=fidelity.configs.encode(config), rank=None)
+            replace(t, point=fidelity.config(t.point), unit=fidelity.config(t.unit), rank=None)
             for t in self.request.history.trials
             if t.point is not None and fidelity.level(t.point) == level and (_observed(t) or t.condition in PENDING)
-            for config in [fidelity.config(t.point)]
         ]
         from optuna.samplers import TPESampler
 

@@ -66,6 +66,7 @@ class Run:
         self.trials = []
         self.running = []
         self.replies = []
+        self.finished_at = {}  # trial name -> the number of trials proposed when it finished
 
     def step(self):
         count = self.parallelism - len(self.running)
@@ -80,6 +81,7 @@ class Run:
         trial = self.trials[index]
         condition, metrics = self.outcome(trial, assignment_of(trial))
         self.trials[index] = trial_pb(trial.name, assignment_of(trial), condition, metrics, dict(trial.spec.labels))
+        self.finished_at[trial.name] = len(self.trials)
 
     def until(self, done, limit=400):
         for _ in range(limit):
@@ -89,10 +91,10 @@ class Run:
         raise AssertionError("the run did not get there")
 
 
-def rounds_finished(count):
+def rounds_finished(count, per_round=PER_ROUND):
     def done(run):
         finished = [t for t in run.trials if t.status.condition != 1 and int(t.spec.labels[HB[0]]) < count]
-        return len(finished) == count * PER_ROUND
+        return len(finished) == count * per_round
 
     return done
 
@@ -109,6 +111,7 @@ def test_hyperband_follows_the_schedule_at_any_parallelism(serve, parallelism):
     client = serve("hyperband")
     run = Run(lambda: client, exp_for("hyperband"), parallelism, seed=parallelism).until(rounds_finished(3))
     rungs = {}
+    position = {trial.name: n for n, trial in enumerate(run.trials)}
     for trial in run.trials:
         round_, s, i, c = labels_of(trial)
         rungs.setdefault((round_, s, i), []).append(trial)
@@ -121,7 +124,8 @@ def test_hyperband_follows_the_schedule_at_any_parallelism(serve, parallelism):
                 if i:
                     below = sorted(rungs[(round_, s, i - 1)], key=value)
                     assert {config_of(t) for t in members} == {config_of(t) for t in below[:size]}, "the best of the rung below"
-                    assert all(t.status.condition == 2 for t in below), "promoted only once its rung finished"
+                    first = min(position[t.name] for t in members)
+                    assert all(run.finished_at[t.name] <= first for t in below), "promoted only once its rung finished"
         configs = [config_of(t) for t in run.trials if int(t.spec.labels[HB[0]]) == round_ and t.spec.labels[HB[2]] == "0"]
         assert len(set(configs)) == len(configs) == 17, "each bracket starts fresh configurations"
     if parallelism == 9:
@@ -152,6 +156,20 @@ def test_a_restart_at_every_call_gives_the_same_proposals(serve, algorithm):
     restarted = Run(fresh, exp, 3, seed=5).until(lambda run: len(run.trials) >= 70)
     assert restarted.replies == steady.replies
     assert len({labels for _, labels in steady.replies}) == len(steady.replies)
+
+
+def test_a_fractional_eta_takes_every_bracket_to_r_l(serve):
+    """Rung i of a bracket holds floor(n * eta^-i) configurations, as in Li et al.: with r_l = 9 and
+    eta = 2.5, bracket 2 has 7, 2 and 1 (flooring 2 / 2.5 again would end it below r_l)."""
+    client = serve("hyperband")
+    run = Run(lambda: client, exp_for("hyperband", eta="2.5"), 2).until(rounds_finished(1, per_round=18))
+    rungs = {}
+    for trial in run.trials:
+        round_, s, i, _ = labels_of(trial)
+        if round_ == 0:
+            rungs.setdefault((s, i), []).append(assignment_of(trial)["epochs"])
+    assert {key: len(resources) for key, resources in rungs.items()} == {(2, 0): 7, (2, 1): 2, (2, 2): 1, (1, 0): 4, (1, 1): 1, (0, 0): 3}
+    assert {s: set(rungs[(s, s)]) for s in range(3)} == {s: {"9"} for s in range(3)}, "every bracket's last rung is at r_l"
 
 
 def test_r_l_below_eta_is_plain_random_search_at_r_l(serve):
