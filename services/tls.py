@@ -12,6 +12,7 @@ Client: `--NAME-tls-ca` trusts that CA for the server called NAME (TLS); `--NAME
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ class ServerTls:
     key: str
     client_ca: str | None = None  # set: mutual TLS, a client certificate signed by this CA is required
 
+    @functools.cached_property
     def credentials(self) -> grpc.ServerCredentials:
+        """Read on first use; `checked` makes that the start, so that a bad path is a usage error."""
         pair = (_read(self.key, "--tls-key"), _read(self.cert, "--tls-cert"))
         ca = _read(self.client_ca, "--tls-client-ca")
         return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
@@ -47,7 +50,9 @@ class ClientTls:
     key: str | None = None
     flag: str = "--tls"  # the flags' prefix, for messages
 
+    @functools.cached_property
     def credentials(self) -> grpc.ChannelCredentials:
+        """Read on first use (see `checked`), then shared by every channel."""
         return grpc.ssl_channel_credentials(
             root_certificates=_read(self.ca, f"{self.flag}-ca"),
             private_key=_read(self.key, f"{self.flag}-key"),
@@ -63,7 +68,7 @@ def channel(address: str, tls: ClientTls | None = None, options: Sequence[tuple[
     """A channel to `address`: TLS with `tls`, plaintext without."""
     if tls is None:
         return grpc.insecure_channel(address, options=list(options))
-    return grpc.secure_channel(address, tls.credentials(), options=list(options))
+    return grpc.secure_channel(address, tls.credentials, options=list(options))
 
 
 def add_server_tls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +83,7 @@ def server_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ser
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
-    return ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    return checked(parser, ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca)) if args.tls_cert else None
 
 
 def add_client_tls_arguments(parser: argparse.ArgumentParser, name: str, what: str) -> None:
@@ -96,4 +101,13 @@ def client_tls(parser: argparse.ArgumentParser, args: argparse.Namespace, name: 
         parser.error(f"--{name}-tls-cert and --{name}-tls-key go together")
     if not (ca or cert):
         return None
-    return ClientTls(ca, cert, key, flag=f"--{name}-tls")
+    return checked(parser, ClientTls(ca, cert, key, flag=f"--{name}-tls"))
+
+
+def checked(parser: argparse.ArgumentParser, tls):
+    """`tls` with its files read now: an unreadable one is a usage error at start, not a failed call."""
+    try:
+        tls.credentials
+    except ValueError as error:
+        parser.error(str(error))
+    return tls
