@@ -71,7 +71,7 @@ from .errors import Problems
 from .experiment import Experiment
 from .history import OBSERVED, PENDING, History, Trial, label_index
 from .limits import Limits
-from .model import Taken, next_free
+from .model import draw_new
 from .nas import FIELD, NasConfig, NasSpace, katib_json, parse_katib_json
 from .settings import RANDOM_STATE, Schema, Setting
 
@@ -220,6 +220,10 @@ class ArchitectureSpace(NasSpace):
             op = self.nas.operations[i]
             self._operations[op_id] = {"opt_type": op.type, "opt_params": op.choice(op_id - self.offsets[i])}
         return self._operations[op_id]
+
+    def random_point(self, rng: random.Random) -> tuple:
+        """A uniformly random architecture."""
+        return self.point(rng.randrange(self.count))
 
     def point(self, rank: int) -> tuple:
         digits = []
@@ -379,17 +383,7 @@ def _draw(controller: Controller, space: ArchitectureSpace, request: Request) ->
                 out.append(point)
     fallback = random.Random(request.seed)
     while len(out) < request.count:
-        point = _free_point(space, fallback, taken)
+        point = draw_new(space, fallback, taken)
         taken.add(point)
         out.append(point)
     return out
-
-
-def _free_point(space: ArchitectureSpace, rng: random.Random, taken: Taken) -> tuple:
-    """A uniformly random architecture not taken, else the next free one from a random start
-    (a point of an earlier trial once every point is taken; never one of this batch)."""
-    for _ in range(64):
-        point = space.point(rng.randrange(space.count))
-        if point not in taken:
-            return point
-    return next_free(space, rng, taken)
