@@ -66,8 +66,7 @@ class Darts(Algorithm):
     )
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
-        if experiment.nas is None:
-            return
+        assert experiment.nas is not None  # validation requires it
         seen: dict[str, int] = {}
         for i, op in enumerate(experiment.nas.operations):
             where = f"{FIELD}.operations[{i}]"

@@ -142,8 +142,7 @@ class Enas(Algorithm):
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         nas = experiment.nas
-        if nas is None:
-            return
+        assert nas is not None  # validation requires it
         for name, sizes in (("inputSizes", nas.input_sizes), ("outputSizes", nas.output_sizes)):
             if not sizes:
                 problems.add(f"{FIELD}.graphConfig.{name}", "is empty; enas passes it to the trial in nn_config: declare the sizes")
