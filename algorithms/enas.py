@@ -296,8 +296,10 @@ class _Learner:
         keep = max((s for s in stored if len(s.events) <= settled), key=lambda s: len(s.events), default=None)
         if start is None:
             controller, baseline, done = Controller(self.config, np.random.default_rng(self.seed)), _Baseline(), 0
-        else:  # a copy: what the store holds never changes
-            controller, baseline, done = start.controller.copy(), start.baseline, len(start.events)
+        else:  # what the store holds never changes: trained on a copy (sampling changes nothing)
+            controller, baseline, done = start.controller, start.baseline, len(start.events)
+            if done < len(events):
+                controller = controller.copy()
         first = done
         try:
             for position in range(first, len(events)):
