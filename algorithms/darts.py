@@ -126,7 +126,7 @@ class DartsSpace(NasSpace):
         nas = experiment.nas
         assert nas is not None  # the service checks that a NAS algorithm has a nasConfig
         primitives = [p for op in nas.operations for p in _primitives(op, "", Problems())]
-        values = {name: settings.get(name, setting.default) for name, setting in Darts.schema.settings.items()}
+        values = {name: settings[name] for name in Darts.schema.settings}
         self.assignment = {
             "algorithm-settings": katib_json(values),
             "search-space": katib_json(primitives),
