@@ -66,8 +66,7 @@ class Darts(Algorithm):
     )
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
-        if experiment.nas is None:
-            return
+        assert experiment.nas is not None  # validation requires it
         seen: dict[str, int] = {}
         for i, op in enumerate(experiment.nas.operations):
             where = f"{FIELD}.operations[{i}]"
@@ -127,7 +126,7 @@ class DartsSpace(NasSpace):
         nas = experiment.nas
         assert nas is not None  # the service checks that a NAS algorithm has a nasConfig
         primitives = [p for op in nas.operations for p in _primitives(op, "", Problems())]
-        values = {name: settings.get(name, setting.default) for name, setting in Darts.schema.settings.items()}
+        values = {name: settings[name] for name in Darts.schema.settings}
         self.assignment = {
             "algorithm-settings": katib_json(values),
             "search-space": katib_json(primitives),

@@ -54,6 +54,8 @@ a later number), and after all events. Work stopped by a cancelled call keeps wh
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import math
 import random
@@ -69,7 +71,7 @@ from .errors import Problems
 from .experiment import Experiment
 from .history import OBSERVED, PENDING, History, Trial, label_index
 from .limits import Limits
-from .model import Taken, next_free
+from .model import draw_new
 from .nas import FIELD, NasConfig, NasSpace, katib_json, parse_katib_json
 from .settings import RANDOM_STATE, Schema, Setting
 
@@ -140,8 +142,7 @@ class Enas(Algorithm):
 
     def check(self, experiment: Experiment, settings: dict[str, Any], problems: Problems, limits: Limits) -> None:
         nas = experiment.nas
-        if nas is None:
-            return
+        assert nas is not None  # validation requires it
         for name, sizes in (("inputSizes", nas.input_sizes), ("outputSizes", nas.output_sizes)):
             if not sizes:
                 problems.add(f"{FIELD}.graphConfig.{name}", "is empty; enas passes it to the trial in nn_config: declare the sizes")
@@ -168,9 +169,13 @@ class ArchitectureSpace(NasSpace):
 
     def __init__(self, nas: NasConfig):
         self.nas = nas
-        self.choices = [(op.type, op.choice(i)) for op in nas.operations for i in range(op.size)]
+        # The first operation id of each operation, then the number of ids. An id's parameter values
+        # are computed when a point using it is first formatted (a call uses few of up to MAX_CHOICES ids).
+        self.offsets = tuple(itertools.accumulate((op.size for op in nas.operations), initial=0))
+        self.operation_ids = self.offsets[-1]
+        self._operations: dict[int, dict[str, Any]] = {}
         layers = nas.layers
-        self.radices = tuple(r for i in range(layers) for r in (len(self.choices), *[2] * i))
+        self.radices = tuple(r for i in range(layers) for r in (self.operation_ids, *[2] * i))
         super().__init__(NAMES, math.prod(self.radices))
 
     def rows(self, point: Sequence[int]) -> list[list[int]]:
@@ -184,8 +189,8 @@ class ArchitectureSpace(NasSpace):
         rows = self.rows(point)
         embedding = {}
         for row in rows:
-            kind, params = self.choices[row[0]]
-            embedding.setdefault(str(row[0]), {"opt_id": row[0], "opt_type": kind, "opt_params": params})
+            if str(row[0]) not in embedding:
+                embedding[str(row[0])] = {"opt_id": row[0], **self._operation(row[0])}
         config = {
             "num_layers": self.nas.layers,
             "input_sizes": list(self.nas.input_sizes),
@@ -202,10 +207,22 @@ class ArchitectureSpace(NasSpace):
         for i, row in enumerate(rows):
             if not isinstance(row, list) or len(row) != i + 1 or not all(type(x) is int for x in row):
                 return None
-            if not 0 <= row[0] < len(self.choices) or any(b not in (0, 1) for b in row[1:]):
+            if not 0 <= row[0] < self.operation_ids or any(b not in (0, 1) for b in row[1:]):
                 return None
             point.extend(row)
         return tuple(point)
+
+    def _operation(self, op_id: int) -> dict[str, Any]:
+        """The operation of an id, with one value per parameter."""
+        if op_id not in self._operations:
+            i = bisect.bisect_right(self.offsets, op_id) - 1
+            op = self.nas.operations[i]
+            self._operations[op_id] = {"opt_type": op.type, "opt_params": op.choice(op_id - self.offsets[i])}
+        return self._operations[op_id]
+
+    def random_point(self, rng: random.Random) -> tuple:
+        """A uniformly random architecture."""
+        return self.point(rng.randrange(self.count))
 
     def point(self, rank: int) -> tuple:
         digits = []
@@ -255,7 +272,7 @@ class _Learner:
         self.space = space
         self.config = Config(
             layers=space.nas.layers,
-            operations=len(space.choices),
+            operations=space.operation_ids,
             hidden=settings["controller_hidden_size"],
             temperature=settings["controller_temperature"],
             tanh_const=settings["controller_tanh_const"],
@@ -279,8 +296,10 @@ class _Learner:
         keep = max((s for s in stored if len(s.events) <= settled), key=lambda s: len(s.events), default=None)
         if start is None:
             controller, baseline, done = Controller(self.config, np.random.default_rng(self.seed)), _Baseline(), 0
-        else:  # a copy: what the store holds never changes
-            controller, baseline, done = start.controller.copy(), start.baseline, len(start.events)
+        else:  # what the store holds never changes: trained on a copy (sampling changes nothing)
+            controller, baseline, done = start.controller, start.baseline, len(start.events)
+            if done < len(events):
+                controller = controller.copy()
         first = done
         try:
             for position in range(first, len(events)):
@@ -365,17 +384,7 @@ def _draw(controller: Controller, space: ArchitectureSpace, request: Request) ->
                 out.append(point)
     fallback = random.Random(request.seed)
     while len(out) < request.count:
-        point = _free_point(space, fallback, taken)
+        point = draw_new(space, fallback, taken)
         taken.add(point)
         out.append(point)
     return out
-
-
-def _free_point(space: ArchitectureSpace, rng: random.Random, taken: Taken) -> tuple:
-    """A uniformly random architecture not taken, else the next free one from a random start
-    (a point of an earlier trial once every point is taken; never one of this batch)."""
-    for _ in range(64):
-        point = space.point(rng.randrange(space.count))
-        if point not in taken:
-            return point
-    return next_free(space, rng, taken)

@@ -174,7 +174,7 @@ class Controller:
     # -- sampling --------------------------------------------------------------------------------
 
     def sample(self, count: int, rng: np.random.Generator) -> Architecture:
-        """`count` architectures drawn from the controller (no gradients)."""
+        """`count` architectures drawn from the controller (no gradients; the controller is unchanged)."""
         return self._run(count, rng=rng)[0]
 
     # -- training --------------------------------------------------------------------------------

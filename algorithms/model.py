@@ -70,7 +70,7 @@ def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
     for a free one. The scan passes at most len(taken) used points.
     """
     for _ in range(_ATTEMPTS):
-        point = space.from_unit([rng.random() for _ in range(len(space))])
+        point = space.random_point(rng)
         if point not in taken:
             return point
     return next_free(space, rng, taken)

@@ -125,7 +125,7 @@ class NasConfig:
                 if len(problems.messages) > count:
                     continue
             operations.append(Operation(op.type, space))
-        total = sum(op.size for op in operations) + max(len(raw.operations) - len(operations), 0)
+        total = sum(op.size for op in operations) + len(raw.operations) - len(operations)
         if total > MAX_CHOICES:
             problems.add(
                 f"{FIELD}.operations",

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import enum
 import math
+import random
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,6 +267,10 @@ class SearchSpace:
 
     def from_unit(self, unit: Iterable[float]) -> tuple:
         return tuple(p.from_unit(u) for p, u in zip(self.parameters, unit))
+
+    def random_point(self, rng: random.Random) -> tuple:
+        """A random point: each parameter drawn from its distribution."""
+        return self.from_unit([rng.random() for _ in range(len(self))])
 
     def encode(self, point: Sequence[Key]) -> tuple[float, ...]:
         """The model encoding of a point: quantiles of numeric parameters, indices of categorical ones."""

@@ -292,9 +292,10 @@ def test_a_retried_request_and_a_restarted_server_continue(serve):
     assert len({key(t) for t in more}) == 15
 
 
-def test_failed_trials_give_no_reward_and_are_never_proposed_again(serve):
+@pytest.mark.parametrize("objective,sign", [("maximize", 1), ("minimize", -1)])
+def test_failed_trials_give_no_reward_and_are_never_proposed_again(serve, objective, sign):
     client = serve("enas")
-    exp = nas_experiment(layers=2)
+    exp = nas_experiment(layers=2, objective=objective)
     failed = drive(client, exp, ops_score, 12, condition="Failed")
     assert len({key(t) for t in failed}) == 12, "a failed architecture is never retried"
     for _ in range(3):  # every trial failed: still a full reply of new architectures, every time
@@ -304,11 +305,11 @@ def test_failed_trials_give_no_reward_and_are_never_proposed_again(serve):
     parsed = convert.experiment(exp, architecture_search=True)
     space = algorithm.space(parsed, algorithm.schema.parse("enas", parsed.settings, Problems()))
     conditions = ["Failed", "Killed", "MetricsUnavailable", "Succeeded", "EarlyStopped", "Running", "Succeeded"]
-    mixed = [trial_pb(f"m{i}", dict(key(t)), c, {"accuracy": 0.5} if c != "MetricsUnavailable" else {}, dict(t.spec.labels)) for i, (t, c) in enumerate(zip(failed, conditions))]
+    mixed = [trial_pb(f"m{i}", dict(key(t)), c, {"accuracy": i / 10} if c != "MetricsUnavailable" else {}, dict(t.spec.labels)) for i, (t, c) in enumerate(zip(failed, conditions))]
     mixed.append(trial_pb("no-metric", dict(key(failed[7])), "Succeeded", {"other": 1}, {INDEX: "7"}))
     history = _history(parsed, space, mixed)
     events, settled = learning_events(history, space)
-    assert [reward for _, reward in events] == [0.5, 0.5, 0.5], "only Succeeded and EarlyStopped trials with a value"
+    assert [reward for _, reward in events] == [sign * 0.3, sign * 0.4, sign * 0.6], "only Succeeded and EarlyStopped trials with a value, negated when minimizing"
     assert settled == 2, "the events before the first pending trial (Running, index 5)"
 
 
