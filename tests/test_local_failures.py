@@ -3,6 +3,7 @@ running, no path outside the work directory, Katib's semantics, and failures tha
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,6 +126,27 @@ def test_bad_or_repeated_trial_names_end_the_run_naming_the_reply(tmp_path, name
     assert "the suggestion service's reply, parameter_assignments[" in status["message"] and expected in status["message"]
     assert not (tmp_path / "escape").exists() and not Path("/tmp/absolute").exists()
     assert not any(p.name == "escape" for p in tmp_path.rglob("*"))
+
+
+def test_resume_with_the_db_manager_unreachable_ends_with_a_message(tmp_path):
+    process, workdir = start_katib_local(tmp_path, manifest(args=["--steps=50", "--sleep=0.1"], maxTrialCount=2, parallelTrialCount=1))
+    try:
+        wait_for_line(process, " started ")
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{unused.getsockname()[1]}"
+    resumed = subprocess.run([*KATIB_LOCAL, str(tmp_path / "experiment.yaml"), "--workdir", str(workdir), "--resume",
+                              "--dbmanager-address", closed], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stdout + resumed.stderr
+    status, trials = result(workdir)
+    assert status["condition"] == "Failed" and status["message"].startswith("DeleteObservationLog failed: UNAVAILABLE: ")
+    assert status["message"] in resumed.stdout
+    assert [t["condition"] for t in trials] == ["Killed"]  # still interrupted: a later --resume runs it again
 
 
 # -- nothing left running --------------------------------------------------------------------------------
