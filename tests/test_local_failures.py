@@ -197,9 +197,10 @@ def test_file_collector_from_another_directory_with_the_default_work_directory(t
     assert done.returncode == 0, done.stdout + done.stderr
     status, trials = result(cwd / "runs" / "exp")
     assert [t["condition"] for t in trials] == ["Succeeded", "Succeeded"]
-    metrics_file = cwd / "runs" / "exp" / "trials" / trials[0]["name"] / "metrics.log"
-    assert metrics_file.exists()
-    assert f"--file={metrics_file}" in (cwd / "runs" / "exp" / "experiment.json").read_text() or metrics_file.is_absolute()
+    for trial in trials:  # each trial was given the absolute path of its own file
+        directory = cwd / "runs" / "exp" / "trials" / trial["name"]
+        assert f"metrics file {directory / 'metrics.log'}\n" in (directory / "output.log").read_text()
+        assert (directory / "metrics.log").exists()
 
 
 # -- the manifest --------------------------------------------------------------------------------------------
