@@ -181,6 +181,23 @@ def test_a_signal_stops_trials_and_services_and_keeps_the_state(tmp_path, sig, c
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
 
+def test_nothing_is_left_running_after_a_normal_end(tmp_path):
+    pids = tmp_path / "pids.txt"
+    process, workdir = start_katib_local(tmp_path, manifest(args=["--steps=2", f"--pids={pids}"], maxTrialCount=2, parallelTrialCount=2))
+    try:
+        seen = wait_for_line(process, " started ")
+        started = descendants(process.pid)
+        assert len(started) >= 3  # two services and a trial
+        out, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, "".join(seen) + out
+    trial_pids = {int(p) for p in pids.read_text().split()}
+    assert len(trial_pids) == 4  # two trials, each with a `sleep 120` child
+    left = [pid for pid in started | trial_pids if alive(pid)]
+    assert not left, f"still running after katib-local ended: {left}"
+
+
 # -- paths -------------------------------------------------------------------------------------------------
 
 
@@ -266,6 +283,20 @@ def test_a_program_that_exists_only_in_the_image_is_explained(tmp_path):
     assert "can't open file" in message  # python's own complaint, from the last lines of stderr
     assert "/opt/pytorch-mnist/mnist.py does not exist here: katib-local runs the container's command on this machine" in message
     assert "docker.io/kubeflowkatib/pytorch-mnist-cpu:latest is not used" in message
+
+
+def test_a_program_that_does_not_exist_fails_the_trial_saying_why(tmp_path):
+    document = manifest(maxTrialCount=1)
+    document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = ["no-such-program-xyz"]
+    code, workdir = run(tmp_path, document)
+    status, trials = result(workdir)
+    assert code == 0 and status["reason"] == "MaxTrialsReached" and [t["condition"] for t in trials] == ["Failed"]
+    message = trials[0]["message"]
+    assert message.startswith("cannot start no-such-program-xyz: [Errno 2] No such file or directory")
+    assert message.endswith(
+        "; no-such-program-xyz does not exist here: katib-local runs the container's command on this machine "
+        "(the image python:3.11 is not used), so point command and args at local files"
+    )
 
 
 def test_no_trial_reporting_the_objective_says_what_the_collector_expects(tmp_path, capsys):
