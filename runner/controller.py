@@ -41,7 +41,7 @@ from katib_services.obslog import now_rfc3339
 from .collector import TrialCollector, rule_from_pb
 from .metrics import MetricParser
 from .spec import ExperimentConfig
-from .state import INTERRUPTED, PENDING, State, TrialRecord
+from .state import INTERRUPTED, PENDING, RESULTS, State, TrialRecord
 
 SUGGESTION_DEADLINE_SECONDS = 60.0  # Katib's deadline for GetSuggestions
 CALL_DEADLINE_SECONDS = 10.0
@@ -181,7 +181,7 @@ class Controller:
         best = None
         for trial in self.trials:
             value = trial.objective(self.config.objective_metric)
-            if trial.condition in ("Succeeded", "EarlyStopped") and value is not None:
+            if trial.condition in RESULTS and value is not None:
                 if best is None or self.config.better(value, best.objective(self.config.objective_metric)):
                     best = trial
         return best
