@@ -41,7 +41,7 @@ from katib_services.obslog import now_rfc3339
 from .collector import TrialCollector, rule_from_pb
 from .metrics import MetricParser
 from .spec import ExperimentConfig
-from .state import INTERRUPTED, PENDING, State, TrialRecord
+from .state import INTERRUPTED, PENDING, RESULTS, State, TrialRecord
 
 SUGGESTION_DEADLINE_SECONDS = 60.0  # Katib's deadline for GetSuggestions
 CALL_DEADLINE_SECONDS = 10.0
@@ -53,6 +53,14 @@ TRIAL_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 
 class ExperimentError(RuntimeError):
     """The experiment cannot go on (a service refused it, or answered wrongly)."""
+
+
+def _call(what: str, method: Callable, request, timeout: float = CALL_DEADLINE_SECONDS):
+    """A service call whose gRPC error ends the experiment with `what`, the status code and details."""
+    try:
+        return method(request, timeout=timeout)
+    except grpc.RpcError as error:
+        raise ExperimentError(f"{what} failed: {error.code().name}: {error.details()}") from None
 
 
 @dataclass
@@ -144,17 +152,14 @@ class Controller:
 
     def validate(self) -> None:
         experiment = self.experiment()
-        try:
-            self.suggestion.ValidateAlgorithmSettings(
-                api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=CALL_DEADLINE_SECONDS
+        request = api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment)
+        _call("validation", self.suggestion.ValidateAlgorithmSettings, request)
+        if self.earlystopping is not None:
+            _call(
+                "validation",
+                self.earlystopping.ValidateEarlyStoppingSettings,
+                api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=experiment.spec.early_stopping),
             )
-            if self.earlystopping is not None:
-                self.earlystopping.ValidateEarlyStoppingSettings(
-                    api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=experiment.spec.early_stopping),
-                    timeout=CALL_DEADLINE_SECONDS,
-                )
-        except grpc.RpcError as error:
-            raise ExperimentError(f"validation failed: {error.code().name}: {error.details()}") from None
 
     def experiment(self) -> api_pb2.Experiment:
         """The Experiment message, with the algorithm settings merged from earlier replies."""
@@ -176,7 +181,7 @@ class Controller:
         best = None
         for trial in self.trials:
             value = trial.objective(self.config.objective_metric)
-            if trial.condition in ("Succeeded", "EarlyStopped") and value is not None:
+            if trial.condition in RESULTS and value is not None:
                 if best is None or self.config.better(value, best.objective(self.config.objective_metric)):
                     best = trial
         return best
@@ -225,10 +230,7 @@ class Controller:
             current_request_number=count,
             total_request_number=self.total_requested + count,
         )
-        try:
-            reply = self.suggestion.GetSuggestions(request, timeout=SUGGESTION_DEADLINE_SECONDS)
-        except grpc.RpcError as error:
-            raise ExperimentError(f"GetSuggestions failed: {error.code().name}: {error.details()}") from None
+        reply = _call("GetSuggestions", self.suggestion.GetSuggestions, request, SUGGESTION_DEADLINE_SECONDS)
         if len(reply.parameter_assignments) != count:
             raise ExperimentError(
                 f"the suggestion service returned {len(reply.parameter_assignments)} assignments for a request "
@@ -268,10 +270,7 @@ class Controller:
         request = api_pb2.GetEarlyStoppingRulesRequest(
             experiment=experiment, trials=self.request_trials(), db_manager_address=self.endpoints.dbmanager_address
         )
-        try:
-            reply = self.earlystopping.GetEarlyStoppingRules(request, timeout=SUGGESTION_DEADLINE_SECONDS)
-        except grpc.RpcError as error:
-            raise ExperimentError(f"GetEarlyStoppingRules failed: {error.code().name}: {error.details()}") from None
+        reply = _call("GetEarlyStoppingRules", self.earlystopping.GetEarlyStoppingRules, request, SUGGESTION_DEADLINE_SECONDS)
         return [rule_from_pb(rule) for rule in reply.early_stopping_rules]
 
     def _launch(self, trial: TrialRecord, rules: list[Rule]) -> None:
@@ -326,19 +325,14 @@ class Controller:
         if self.earlystopping is None:
             return
         try:
-            self.earlystopping.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name=name), timeout=CALL_DEADLINE_SECONDS)
-        except grpc.RpcError as error:
+            _call("SetTrialStatus", self.earlystopping.SetTrialStatus, api_pb2.SetTrialStatusRequest(trial_name=name))
+        except ExperimentError as error:  # the trial stays EarlyStopped, with the reason in its message
             trial = next(t for t in self.trials if t.name == name)
-            trial.message = f"SetTrialStatus failed: {error.code().name}: {error.details()}"
+            trial.message = str(error)
 
     def _observation(self, name: str) -> dict[str, str]:
         """Each metric's value by its strategy (min, max or latest) over the trial's logs."""
-        try:
-            reply = self.dbmanager.GetObservationLog(
-                api_pb2.GetObservationLogRequest(trial_name=name), timeout=CALL_DEADLINE_SECONDS
-            )
-        except grpc.RpcError as error:
-            raise ExperimentError(f"GetObservationLog failed: {error.code().name}: {error.details()}") from None
+        reply = _call("GetObservationLog", self.dbmanager.GetObservationLog, api_pb2.GetObservationLogRequest(trial_name=name))
         values: dict[str, list[str]] = {}
         for log in reply.observation_log.metric_logs:
             values.setdefault(log.metric.name, []).append(log.metric.value)
@@ -354,13 +348,15 @@ class Controller:
 
     def _restart_unfinished(self) -> None:
         """On resume: trials that were running when the run stopped start again from scratch."""
-        for trial in self.trials:
-            if trial.condition in PENDING or (trial.condition == "Killed" and trial.message == INTERRUPTED):
-                self.dbmanager.DeleteObservationLog(
-                    api_pb2.DeleteObservationLogRequest(trial_name=trial.name), timeout=CALL_DEADLINE_SECONDS
-                )
-                trial.condition, trial.observation, trial.message = "Created", {}, ""
-                self._launch(trial, self._early_stopping_rules(self.experiment()))
+        unfinished = [t for t in self.trials if t.condition in PENDING or (t.condition == "Killed" and t.message == INTERRUPTED)]
+        if not unfinished:
+            return
+        rules = self._early_stopping_rules(self.experiment())
+        for trial in unfinished:
+            request = api_pb2.DeleteObservationLogRequest(trial_name=trial.name)
+            _call("DeleteObservationLog", self.dbmanager.DeleteObservationLog, request)
+            trial.condition, trial.observation, trial.message = "Created", {}, ""
+            self._launch(trial, rules)
 
     def _stop_running(self, message: str = "the experiment ended") -> None:
         """Stops every running trial and records it Killed with `message`. A trial whose end the

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from .collector import TrialCollector
 from .controller import Finished
+from .metrics import FILE, NONE
 from .spec import ExperimentConfig
 from .state import TrialRecord
 
@@ -67,7 +68,7 @@ class ProcessExecutor:
         metrics_file = None
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            if self.config.collector.kind == "File":
+            if self.config.collector.kind == FILE:
                 source = self.config.collector.path
                 metrics_file = directory / Path(source).name
                 metrics_file.unlink(missing_ok=True)
@@ -205,7 +206,7 @@ class _Watch:
                     self.log.flush()
                 if is_stderr:
                     self.stderr.append(line.rstrip("\n"))
-                if self.metrics_file is None and self.executor.config.collector.kind != "None":
+                if self.metrics_file is None and self.executor.config.collector.kind != NONE:
                     self._feed(line)
             except Exception as error:  # noqa: BLE001 - keep draining the pipe so the trial never blocks
                 self._fail(f"{type(error).__name__}: {error}")
@@ -243,7 +244,7 @@ class _Watch:
         except Exception as error:  # noqa: BLE001 - a gRPC error reporting the metrics, most often
             self._fail(f"reporting metrics failed: {_error_text(error)}")
             return
-        if stop and self.name not in self.executor.stopping:
+        if stop:  # _stop does nothing for a trial already being stopped
             self.executor._stop(self.name, "early")
 
     def _fail(self, problem: str) -> None:

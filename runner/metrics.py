@@ -44,8 +44,9 @@ Where this module differs from Katib, on purpose:
     Go. Syntax that Python rejects is rejected when the parser is built. A filter needs at least 2
     capturing groups, and `;` is refused: Katib passes the filters to its collector joined by ";"
     and splits them there, so such a filter never runs on Katib as written.
-  - Values must be finite decimal numbers, or they are dropped. Katib would store "" for
-    `accuracy=` or `accuracy=abc` and fail later.
+  - Values must be finite decimal numbers as `katib_services.numbers.parse_float` reads them
+    (at most 100 characters, exponents of at most 6 digits), or they are dropped. Katib would
+    store "" for `accuracy=` or `accuracy=abc` and fail later.
   - Bad input never raises. Malformed JSON lines are skipped. Katib fails the whole collection.
   - Timestamps are normalized to RFC 3339 UTC (`...Z`, fraction kept up to nanoseconds, trailing
     zeros dropped), with the DB manager's parser (`runner.obslog`, which clamps instants outside
@@ -59,7 +60,6 @@ Where this module differs from Katib, on purpose:
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,6 +67,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
+from katib_services.numbers import parse_float
 from katib_services.obslog import format_ns, time_ns
 
 TEXT, JSON = "TEXT", "JSON"
@@ -79,7 +80,6 @@ _SPEC = "spec.metricsCollectorSpec"
 _FILTERS_FIELD = f"{_SPEC}.source.filter.metricsFormat"
 _FORMAT_FIELD = f"{_SPEC}.source.fileSystemPath.format"
 _NAME_RUN = re.compile(r"[\w|-]+", re.ASCII)
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -276,7 +276,7 @@ def _find_all(pattern: re.Pattern, line: str) -> Iterator[re.Match]:
 
 
 def _is_number(value: str) -> bool:
-    return bool(_NUMBER.fullmatch(value)) and math.isfinite(float(value))
+    return parse_float(value) is not None
 
 
 def _parse_rfc3339(text: str) -> str | None:

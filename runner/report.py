@@ -9,7 +9,7 @@ from pathlib import Path
 from .controller import Controller, Outcome
 from katib_services.obslog import time_ns
 from .spec import ExperimentConfig
-from .state import PENDING, TrialRecord
+from .state import PENDING, RESULTS, TrialRecord
 
 
 def progress_line(controller: Controller, trial: TrialRecord) -> str:
@@ -115,9 +115,6 @@ def write(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> list[Pat
         config.objective_type,
     )
     return [csv_path, json_path, png_path]
-
-
-RESULTS = ("Succeeded", "EarlyStopped")
 
 
 def _write_json(workdir: Path, config: ExperimentConfig, outcome: Outcome) -> Path:

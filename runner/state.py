@@ -12,6 +12,7 @@ from typing import Any
 
 PENDING = ("Created", "Running")
 FINISHED = ("Succeeded", "Failed", "Killed", "MetricsUnavailable", "EarlyStopped")
+RESULTS = ("Succeeded", "EarlyStopped")  # the conditions whose observation is a result
 INTERRUPTED = "interrupted"  # the message of a trial killed by Ctrl-C: a resumed run starts it again
 
 

@@ -3,6 +3,7 @@ running, no path outside the work directory, Katib's semantics, and failures tha
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,6 +128,27 @@ def test_bad_or_repeated_trial_names_end_the_run_naming_the_reply(tmp_path, name
     assert not any(p.name == "escape" for p in tmp_path.rglob("*"))
 
 
+def test_resume_with_the_db_manager_unreachable_ends_with_a_message(tmp_path):
+    process, workdir = start_katib_local(tmp_path, manifest(args=["--steps=50", "--sleep=0.1"], maxTrialCount=2, parallelTrialCount=1))
+    try:
+        wait_for_line(process, " started ")
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{unused.getsockname()[1]}"
+    resumed = subprocess.run([*KATIB_LOCAL, str(tmp_path / "experiment.yaml"), "--workdir", str(workdir), "--resume",
+                              "--dbmanager-address", closed], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stdout + resumed.stderr
+    status, trials = result(workdir)
+    assert status["condition"] == "Failed" and status["message"].startswith("DeleteObservationLog failed: UNAVAILABLE: ")
+    assert status["message"] in resumed.stdout
+    assert [t["condition"] for t in trials] == ["Killed"]  # still interrupted: a later --resume runs it again
+
+
 # -- nothing left running --------------------------------------------------------------------------------
 
 
@@ -152,11 +174,28 @@ def test_a_signal_stops_trials_and_services_and_keeps_the_state(tmp_path, sig, c
     left = [pid for pid in started | {int(p) for p in pids.read_text().split()} if alive(pid)]
     assert not left, f"still running after katib-local ended: {left}"
     status, trials = result(workdir)
-    assert status["condition"] == "Interrupted" and signal.Signals(sig).name in status["message"] or sig == signal.SIGINT
+    assert status["condition"] == "Interrupted" and signal.Signals(sig).name in status["message"]
     assert {t["condition"] for t in trials} == {"Killed"}
     resumed = subprocess.run([*KATIB_LOCAL, str(tmp_path / "experiment.yaml"), "--workdir", str(workdir), "--resume"],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_nothing_is_left_running_after_a_normal_end(tmp_path):
+    pids = tmp_path / "pids.txt"
+    process, workdir = start_katib_local(tmp_path, manifest(args=["--steps=2", f"--pids={pids}"], maxTrialCount=2, parallelTrialCount=2))
+    try:
+        seen = wait_for_line(process, " started ")
+        started = descendants(process.pid)
+        assert len(started) >= 3  # two services and a trial
+        out, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, "".join(seen) + out
+    trial_pids = {int(p) for p in pids.read_text().split()}
+    assert len(trial_pids) == 4  # two trials, each with a `sleep 120` child
+    left = [pid for pid in started | trial_pids if alive(pid)]
+    assert not left, f"still running after katib-local ended: {left}"
 
 
 # -- paths -------------------------------------------------------------------------------------------------
@@ -175,9 +214,10 @@ def test_file_collector_from_another_directory_with_the_default_work_directory(t
     assert done.returncode == 0, done.stdout + done.stderr
     status, trials = result(cwd / "runs" / "exp")
     assert [t["condition"] for t in trials] == ["Succeeded", "Succeeded"]
-    metrics_file = cwd / "runs" / "exp" / "trials" / trials[0]["name"] / "metrics.log"
-    assert metrics_file.exists()
-    assert f"--file={metrics_file}" in (cwd / "runs" / "exp" / "experiment.json").read_text() or metrics_file.is_absolute()
+    for trial in trials:  # each trial was given the absolute path of its own file
+        directory = cwd / "runs" / "exp" / "trials" / trial["name"]
+        assert f"metrics file {directory / 'metrics.log'}\n" in (directory / "output.log").read_text()
+        assert (directory / "metrics.log").exists()
 
 
 # -- the manifest --------------------------------------------------------------------------------------------
@@ -243,6 +283,20 @@ def test_a_program_that_exists_only_in_the_image_is_explained(tmp_path):
     assert "can't open file" in message  # python's own complaint, from the last lines of stderr
     assert "/opt/pytorch-mnist/mnist.py does not exist here: katib-local runs the container's command on this machine" in message
     assert "docker.io/kubeflowkatib/pytorch-mnist-cpu:latest is not used" in message
+
+
+def test_a_program_that_does_not_exist_fails_the_trial_saying_why(tmp_path):
+    document = manifest(maxTrialCount=1)
+    document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = ["no-such-program-xyz"]
+    code, workdir = run(tmp_path, document)
+    status, trials = result(workdir)
+    assert code == 0 and status["reason"] == "MaxTrialsReached" and [t["condition"] for t in trials] == ["Failed"]
+    message = trials[0]["message"]
+    assert message.startswith("cannot start no-such-program-xyz: [Errno 2] No such file or directory")
+    assert message.endswith(
+        "; no-such-program-xyz does not exist here: katib-local runs the container's command on this machine "
+        "(the image python:3.11 is not used), so point command and args at local files"
+    )
 
 
 def test_no_trial_reporting_the_objective_says_what_the_collector_expects(tmp_path, capsys):

@@ -151,7 +151,7 @@ def test_binary_junk_around_a_metric_still_finds_it():
 @pytest.mark.parametrize(
     "line",
     ["accuracy: nan", "accuracy: inf", "accuracy: -Infinity", "accuracy: 1e999", "accuracy: 1_000",
-     "accuracy: \u0663", "accuracy: 0x1p-2", "accuracy: 1,5"],
+     "accuracy: \u0663", "accuracy: 0x1p-2", "accuracy: 1,5", "accuracy: 1e0000001", "accuracy: " + "1" * 120],
 )  # fmt: skip
 def test_non_numeric_values_from_custom_filters_are_dropped(line):
     p = parser(filters=[r"(\w+):\s*(\S+)"])

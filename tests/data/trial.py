@@ -8,7 +8,7 @@ the trial name to PATH when the trial starts, so tests can count how often each 
 --signal N kills the trial with signal N after its first step; --fail-at-step N exits 4 after
 reporting step N; --chatty N prints N lines of noise
 after each step; --pids appends the trial's PID and that of a child it starts (a `sleep` in its
-process group) to PATH.
+process group) to PATH. --file PATH is printed to stdout as received, then the metrics go there.
 """
 
 import argparse
@@ -45,6 +45,8 @@ if args.record:
 if args.opt == args.fail_on:
     print("something went wrong", file=sys.stderr)
     sys.exit(3)
+if args.file:
+    print(f"metrics file {args.file}", flush=True)
 out = open(args.file, "a") if args.file else sys.stdout
 final = (args.x - 1) ** 2 + (1.0 if args.opt == "sgd" else 0.0)
 for step in range(1, args.steps + 1):
