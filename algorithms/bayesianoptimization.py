@@ -47,6 +47,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -520,9 +521,9 @@ class _Search:
         """Encoded candidates, and whether they are every free point of a small finite space."""
         space = self.space
         if space.size is not None and space.size <= ENUMERATE_UP_TO:
-            free = [space.point(r) for r in range(space.size)]
-            free = [p for p in free if p not in taken] or free
-            return np.array([self.encoder.encode(p) for p in free], dtype=float), True
+            points, encoded = self._enumeration
+            free = np.fromiter((p not in taken for p in points), dtype=bool, count=len(points))
+            return (encoded[free] if free.any() else encoded), True
         d = len(space)
         sobol = qmc.Sobol(d, scramble=True, seed=self.np_rng)
         U = sobol.random(N_CANDIDATES)
@@ -540,6 +541,12 @@ class _Search:
             fresh = np.floor(self.np_rng.random((N_LOCAL, len(cat))) * sizes)
             C[N_CANDIDATES:, cat] = np.where(flip, fresh, C[N_CANDIDATES:, cat])
         return C, False
+
+    @cached_property
+    def _enumeration(self) -> tuple[list[tuple], np.ndarray]:
+        """Every point of a small finite space and its encoding, built once per request."""
+        points = [self.space.point(r) for r in range(self.space.size)]
+        return points, np.array([self.space.encode(p) for p in points], dtype=float)
 
     def _starts(
         self,
