@@ -227,7 +227,7 @@ def test_crafted_cmaes_labels_make_trials_foreign(serve, monkeypatch):
     assert len(asks) <= cma_es._SKIPS * (len(crafted) + 4)  # replay is linear in the trials
 
 
-@pytest.mark.parametrize("index", [str(2**30 - 1), str(2**30), "99999999999999999999", "-5", "١٢"])
+@pytest.mark.parametrize("index", [str(2**30 - 1), str(2**30), "99999999999999999999", "-5", "١٢", "+5", " 5"])
 def test_crafted_sobol_index_is_foreign(serve, index):
     client = serve("sobol")
     exp = exp_for("sobol", [double("x", 0, 1), double("y", 0, 1)])
