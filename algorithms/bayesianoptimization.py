@@ -165,7 +165,6 @@ def _initial_design(request: Request, rng: random.Random, taken: set[tuple]) -> 
     start = len(request.history.trials)
     if start:
         sobol.fast_forward(start)
-    taken = taken.copy()
     points = []
     units = sobol.random(request.count)
     for unit in units:
@@ -463,7 +462,6 @@ class _Search:
             model.fit(X, y)
             for x in pending:
                 model.add(np.asarray(x, dtype=float), lie)
-        taken = taken.copy()
         points = []
         for i in range(count):
             self.check()

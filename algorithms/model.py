@@ -55,11 +55,6 @@ class Taken:
         self.points.add(point)
         self.batch.add(point)
 
-    def copy(self) -> Taken:
-        other = Taken()
-        other.points, other.batch = set(self.points), set(self.batch)
-        return other
-
 
 def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
     """A random draw not in `taken`; when every point of the space is taken, a point of an old
