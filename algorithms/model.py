@@ -55,6 +55,11 @@ class Taken:
         self.points.add(point)
         self.batch.add(point)
 
+    def avoid(self, count: int) -> set[tuple]:
+        """The points not to propose in a space of `count` points: every taken point while any
+        point is free, else only the batch."""
+        return self.batch if len(self.points) >= count else self.points
+
 
 def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
     """A random draw not in `taken`; when every point of the space is taken, a point of an old
@@ -74,8 +79,7 @@ def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
 def next_free(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
     """The first point not in `taken` (or, when every point of the space is taken, not in the
     batch) from a random start, in the order of `space.point`; passes at most len(taken) points."""
-    full = len(taken) >= space.count
-    used = taken.batch if full else taken.points
+    used = taken.avoid(space.count)
     start = rng.randrange(space.count)
     for offset in range(min(space.count, len(used) + 1)):
         candidate = space.point((start + offset) % space.count)
