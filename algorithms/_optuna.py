@@ -61,9 +61,9 @@ def distributions(encoder: Encoder) -> dict:
     }
 
 
-def frozen_trials(encoder: Encoder, trials: list[Trial]) -> list[FrozenTrial]:
-    """The trials of this space as Optuna trials, numbered in the given order."""
-    dists = distributions(encoder)
+def frozen_trials(encoder: Encoder, trials: list[Trial], dists: dict) -> list[FrozenTrial]:
+    """The trials of this space as Optuna trials (with `distributions(encoder)`), numbered in
+    the given order."""
     names = encoder.space.names
     out = []
     for trial in trials:
@@ -115,7 +115,7 @@ class Asker:
         self.space = space
         self.encoder = Encoder(space)
         self.dists = distributions(self.encoder)
-        frozen = frozen_trials(self.encoder, trials)
+        frozen = frozen_trials(self.encoder, trials, self.dists)
         self.study = study_of(frozen, self.dists)
         self.study.sampler = make_sampler(len(frozen))
 
