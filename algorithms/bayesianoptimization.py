@@ -513,7 +513,7 @@ class _Search:
                 point = draw_new(self.space, self.rng, taken)
         ranked = (self.encoder.decode(candidates[j]) for j in order)
         # The model takes the point where it really is (the grid point, for a finite parameter).
-        return point, np.array(self.encoder.encode(point), dtype=float), ranked
+        return point, np.array(self.space.encode(point), dtype=float), ranked
 
     def _candidates(self, X: np.ndarray, y: np.ndarray, taken: set[tuple]) -> tuple[np.ndarray, bool]:
         """Encoded candidates, and whether they are every free point of a small finite space."""

@@ -18,15 +18,13 @@ _ATTEMPTS = 64  # draws from the distribution before falling back to a scan for 
 
 
 class Encoder:
+    """Model vectors back to points; `SearchSpace.encode` is the other way (a trial's encoding is
+    kept as `Trial.unit`)."""
+
     def __init__(self, space: SearchSpace):
         self.space = space
         self.categorical = [i for i, p in enumerate(space.parameters) if p.type is ParamType.CATEGORICAL]
         self.numeric = [i for i, p in enumerate(space.parameters) if p.type is not ParamType.CATEGORICAL]
-
-    def encode(self, point: Sequence) -> tuple[float, ...]:
-        """Quantiles for numeric parameters, list indices for categorical ones, in space order
-        (a trial's encoding is kept as `Trial.unit`)."""
-        return self.space.encode(point)
 
     def decode(self, vector: Sequence[float]) -> tuple:
         return tuple(

@@ -56,7 +56,7 @@ def optuna_proposals(experiment_message, trials, count: int, total: int, multiva
     study = optuna.create_study(direction="minimize")
     study.add_trials(
         [
-            create_trial(state=TrialState.COMPLETE, value=t.value, params=dict(zip(experiment.space.names, encoder.encode(t.point))), distributions=dists)
+            create_trial(state=TrialState.COMPLETE, value=t.value, params=dict(zip(experiment.space.names, experiment.space.encode(t.point))), distributions=dists)
             for t in history
         ]
     )
