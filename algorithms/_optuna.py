@@ -11,8 +11,9 @@ grows from call to call, because the study is thrown away with the reply.
 
 Building the study through `Study.add_trials` validates and copies every trial (about 0.1 s at
 1,000 trials), so the trials are put into the in-memory storage directly (about 7 ms at 1,000).
-That uses InMemoryStorage's private layout, which pyproject.toml pins to Optuna 5; the tests
-compare the result with Optuna's own `add_trials` path.
+That uses InMemoryStorage's private layout, which pyproject.toml pins to Optuna 5;
+tests/test_tpe_sobol.py compares the result with Optuna's own `add_trials` path (built by
+bench/tpe_optuna.py, which also compares whole experiments over gRPC).
 """
 
 from __future__ import annotations
