@@ -11,8 +11,9 @@ grows from call to call, because the study is thrown away with the reply.
 
 Building the study through `Study.add_trials` validates and copies every trial (about 0.1 s at
 1,000 trials), so the trials are put into the in-memory storage directly (about 7 ms at 1,000).
-That uses InMemoryStorage's private layout, which pyproject.toml pins to Optuna 5; the tests
-compare the result with Optuna's own `add_trials` path.
+That uses InMemoryStorage's private layout, which pyproject.toml pins to Optuna 5;
+tests/test_tpe_sobol.py compares the result with Optuna's own `add_trials` path (built by
+bench/tpe_optuna.py, which also compares whole experiments over gRPC).
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def distributions(encoder: Encoder) -> dict:
     }
 
 
-def frozen_trials(encoder: Encoder, trials: list[Trial]) -> list[FrozenTrial]:
-    """The trials of this space as Optuna trials, numbered in the given order."""
-    dists = distributions(encoder)
+def frozen_trials(encoder: Encoder, trials: list[Trial], dists: dict) -> list[FrozenTrial]:
+    """The trials of this space as Optuna trials (with `distributions(encoder)`), numbered in
+    the given order."""
     names = encoder.space.names
     out = []
     for trial in trials:
@@ -115,7 +116,7 @@ class Asker:
         self.space = space
         self.encoder = Encoder(space)
         self.dists = distributions(self.encoder)
-        frozen = frozen_trials(self.encoder, trials)
+        frozen = frozen_trials(self.encoder, trials, self.dists)
         self.study = study_of(frozen, self.dists)
         self.study.sampler = make_sampler(len(frozen))
 

@@ -47,6 +47,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,6 @@ def _initial_design(request: Request, rng: random.Random, taken: set[tuple]) -> 
     start = len(request.history.trials)
     if start:
         sobol.fast_forward(start)
-    taken = taken.copy()
     points = []
     units = sobol.random(request.count)
     for unit in units:
@@ -462,7 +462,6 @@ class _Search:
             model.fit(X, y)
             for x in pending:
                 model.add(np.asarray(x, dtype=float), lie)
-        taken = taken.copy()
         points = []
         for i in range(count):
             self.check()
@@ -514,15 +513,15 @@ class _Search:
                 point = draw_new(self.space, self.rng, taken)
         ranked = (self.encoder.decode(candidates[j]) for j in order)
         # The model takes the point where it really is (the grid point, for a finite parameter).
-        return point, np.array(self.encoder.encode(point), dtype=float), ranked
+        return point, np.array(self.space.encode(point), dtype=float), ranked
 
     def _candidates(self, X: np.ndarray, y: np.ndarray, taken: set[tuple]) -> tuple[np.ndarray, bool]:
         """Encoded candidates, and whether they are every free point of a small finite space."""
         space = self.space
         if space.size is not None and space.size <= ENUMERATE_UP_TO:
-            free = [space.point(r) for r in range(space.size)]
-            free = [p for p in free if p not in taken] or free
-            return np.array([self.encoder.encode(p) for p in free], dtype=float), True
+            points, encoded = self._enumeration
+            free = np.fromiter((p not in taken for p in points), dtype=bool, count=len(points))
+            return (encoded[free] if free.any() else encoded), True
         d = len(space)
         sobol = qmc.Sobol(d, scramble=True, seed=self.np_rng)
         U = sobol.random(N_CANDIDATES)
@@ -540,6 +539,12 @@ class _Search:
             fresh = np.floor(self.np_rng.random((N_LOCAL, len(cat))) * sizes)
             C[N_CANDIDATES:, cat] = np.where(flip, fresh, C[N_CANDIDATES:, cat])
         return C, False
+
+    @cached_property
+    def _enumeration(self) -> tuple[list[tuple], np.ndarray]:
+        """Every point of a small finite space and its encoding, built once per request."""
+        points = [self.space.point(r) for r in range(self.space.size)]
+        return points, np.array([self.space.encode(p) for p in points], dtype=float)
 
     def _starts(
         self,

@@ -18,15 +18,13 @@ _ATTEMPTS = 64  # draws from the distribution before falling back to a scan for 
 
 
 class Encoder:
+    """Model vectors back to points; `SearchSpace.encode` is the other way (a trial's encoding is
+    kept as `Trial.unit`)."""
+
     def __init__(self, space: SearchSpace):
         self.space = space
         self.categorical = [i for i, p in enumerate(space.parameters) if p.type is ParamType.CATEGORICAL]
         self.numeric = [i for i, p in enumerate(space.parameters) if p.type is not ParamType.CATEGORICAL]
-
-    def encode(self, point: Sequence) -> tuple[float, ...]:
-        """Quantiles for numeric parameters, list indices for categorical ones, in space order
-        (a trial's encoding is kept as `Trial.unit`)."""
-        return self.space.encode(point)
 
     def decode(self, vector: Sequence[float]) -> tuple:
         return tuple(
@@ -55,10 +53,10 @@ class Taken:
         self.points.add(point)
         self.batch.add(point)
 
-    def copy(self) -> Taken:
-        other = Taken()
-        other.points, other.batch = set(self.points), set(self.batch)
-        return other
+    def avoid(self, count: int) -> set[tuple]:
+        """The points not to propose in a space of `count` points: every taken point while any
+        point is free, else only the batch."""
+        return self.batch if len(self.points) >= count else self.points
 
 
 def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
@@ -79,8 +77,7 @@ def draw_new(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
 def next_free(space: SearchSpace, rng: random.Random, taken: Taken) -> tuple:
     """The first point not in `taken` (or, when every point of the space is taken, not in the
     batch) from a random start, in the order of `space.point`; passes at most len(taken) points."""
-    full = len(taken) >= space.count
-    used = taken.batch if full else taken.points
+    used = taken.avoid(space.count)
     start = rng.randrange(space.count)
     for offset in range(min(space.count, len(used) + 1)):
         candidate = space.point((start + offset) % space.count)

@@ -323,7 +323,7 @@ def _rank_key(trial: Trial) -> tuple:
 
 def _explore(space: SearchSpace, point: tuple, rng: random.Random, taken: Taken, resample: float | None) -> tuple:
     """A child's point: the parent's, each parameter perturbed or resampled, not yet used."""
-    avoid = taken.batch if len(taken) >= space.count else taken
+    avoid = taken.avoid(space.count)
     for _ in range(_TRIES):
         child = tuple(_mutate(p, key, rng, resample) for p, key in zip(space.parameters, point))
         if child not in avoid:

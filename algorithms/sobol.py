@@ -18,9 +18,8 @@ import warnings
 
 from scipy.stats import qmc
 
-from katib_services.numbers import parse_int
-
 from .base import Algorithm, Proposal, Reply, Request, derive_seed
+from .history import label_index
 from .model import draw_new
 from .settings import RANDOM_STATE, Schema
 
@@ -66,5 +65,5 @@ class Sobol(Algorithm):
 
 def _index(trial) -> int:
     """The sequence position in a trial's labels; -1 when absent or not a plain number."""
-    index = parse_int(trial.labels.get(LABEL, "")) if trial.point is not None else None
-    return index if index is not None and index >= 0 else -1
+    index = label_index(trial.labels.get(LABEL)) if trial.point is not None else None
+    return -1 if index is None else index

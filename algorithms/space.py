@@ -381,8 +381,8 @@ def _parse_list(spec: RawParameter, ptype: ParamType, fs: str, problems: Problem
             if token is None:
                 problems.add(f"{fs}.list[{j}]", f"{quote(text)} is not a number; discrete values must be numeric")
                 continue
-            if not math.isfinite(float(token)):
-                problems.add(f"{fs}.list[{j}]", f"{quote(text)} is beyond the range of a double (about 1.8e308)")
+            if not _is_double(token):
+                problems.add(f"{fs}.list[{j}]", f"{quote(text)} {_BEYOND_DOUBLE}")
                 continue
             numbers[text] = token
         if token in seen:
@@ -406,12 +406,15 @@ def _number(text: str, where: str, problems: Problems, *, integer: bool, positiv
     elif positive and value <= 0:
         problems.add(where, f"{quote(text)} must be greater than 0")
     elif not _is_double(value):
-        problems.add(where, f"{quote(text)} is beyond the range of a double (about 1e-323 to 1.8e308 in magnitude)")
+        problems.add(where, f"{quote(text)} {_BEYOND_DOUBLE}")
     elif integer and value != value.to_integral_value(context=_WIDE):
         problems.add(where, f"{quote(text)} is not an integer" + ("; int parameters need an integer step" if positive else ""))
     else:
         return value.normalize(_WIDE)
     return None
+
+
+_BEYOND_DOUBLE = "is beyond the range of a double (about 1e-323 to 1.8e308 in magnitude)"
 
 
 def _is_double(value: Decimal) -> bool:

@@ -47,19 +47,29 @@ def spec(algorithm: str, seed: int) -> dict:
     }
 
 
+def public_study(space, history) -> tuple[optuna.Study, dict]:
+    """The parsed trials of a request (in the service's canonical order) in a minimizing study
+    built through Optuna's public API only, in the states the service gives them; and the
+    distributions. tests/test_tpe_sobol.py compares it with the service's `_optuna.study_of`."""
+    dists = _optuna.distributions(Encoder(space))
+    study = optuna.create_study(direction="minimize")
+    trials = []
+    for t in history:
+        if t.point is None:
+            continue
+        state = _optuna._state(t)
+        value = t.value if state is TrialState.COMPLETE else None
+        trials.append(create_trial(state=state, value=value, params=dict(zip(space.names, space.encode(t.point))), distributions=dists))
+    study.add_trials(trials)
+    return study, dists
+
+
 def optuna_proposals(experiment_message, trials, count: int, total: int, multivariate: bool) -> list[dict]:
     """What Optuna's own public API proposes for this request."""
     experiment = convert.experiment(experiment_message)
     history = sorted((parse_trial(experiment, *convert.trial_fields(t)) for t in trials), key=lambda t: t.order)
     encoder = Encoder(experiment.space)
-    dists = _optuna.distributions(encoder)
-    study = optuna.create_study(direction="minimize")
-    study.add_trials(
-        [
-            create_trial(state=TrialState.COMPLETE, value=t.value, params=dict(zip(experiment.space.names, encoder.encode(t.point))), distributions=dists)
-            for t in history
-        ]
-    )
+    study, dists = public_study(experiment.space, history)
     seed = derive_seed(experiment.name, int(spec_seed(experiment_message)), total, len(history))
     study.sampler = optuna.samplers.TPESampler(seed=seed % 2**32, multivariate=multivariate, constant_liar=True, n_startup_trials=N_STARTUP)
     out = []

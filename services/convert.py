@@ -107,7 +107,7 @@ class TrialCache:
         return out
 
 
-TRIAL_OVERHEAD = 1500  # bytes of a parsed trial beyond three times its wire size (measured, tests/test_state.py)
+TRIAL_OVERHEAD = 1500  # bytes of a parsed trial beyond three times its wire size (measured, tests/test_server.py)
 
 
 def suggestions_reply(reply: Reply, algorithm: str) -> api_pb2.GetSuggestionsReply:

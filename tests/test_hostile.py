@@ -10,6 +10,7 @@ from decimal import Context, Decimal, localcontext
 import grpc
 import pytest
 
+from katib_services.algorithms import cma_es
 from katib_services.algorithms.limits import Limits
 from katib_services.services.client import trial_pb
 from katib_services.services.pb import api_pb2
@@ -208,19 +209,25 @@ def test_request_size_limits_name_their_flag(serve):
 # -- labels are input ---------------------------------------------------------------------------------
 
 
-def test_crafted_cmaes_labels_make_trials_foreign(serve):
+def test_crafted_cmaes_labels_make_trials_foreign(serve, monkeypatch):
+    asks = []
+    ask = cma_es._ask
+    monkeypatch.setattr(cma_es, "_ask", lambda optimizer: asks.append(1) or ask(optimizer))
     client = serve("cmaes")
     exp = exp_for("cmaes", [double("x", 0, 1), double("y", 0, 1)], settings={"popsize": 2})
     crafted = []
     for i in range(240):
-        labels = {"cmaes-run": "0", "cmaes-generation": str(i // 2), "cmaes-member": str(10**8 + i), "cmaes-late": "1.2.3"}
+        # Members from 7000: past _SKIPS per trial of their generation, but below the old bound of
+        # popsize + 33 (trials + 1), under which replay asked ~7,000 samples per generation.
+        labels = {"cmaes-run": "0", "cmaes-generation": str(i // 2), "cmaes-member": str(7000 + i), "cmaes-late": "1.2.3"}
         crafted.append(trial_pb(f"c{i:03d}", {"x": str(i / 240), "y": "0.5"}, "Succeeded", {"accuracy": i}, labels))
     for labels in ({"cmaes-run": "99999999", "cmaes-generation": "0", "cmaes-member": "0"}, {"cmaes-generation": "-1", "cmaes-member": "1e3"}):
         crafted.append(trial_pb(f"d{len(crafted)}", {"x": "0.25", "y": "0.75"}, "Succeeded", {"accuracy": 1}, labels))
     valid_reply(client, exp, crafted, 4)
+    assert len(asks) <= cma_es._SKIPS * (len(crafted) + 4)  # replay is linear in the trials
 
 
-@pytest.mark.parametrize("index", [str(2**30 - 1), str(2**30), "99999999999999999999", "-5", "١٢"])
+@pytest.mark.parametrize("index", [str(2**30 - 1), str(2**30), "99999999999999999999", "-5", "١٢", "+5", " 5"])
 def test_crafted_sobol_index_is_foreign(serve, index):
     client = serve("sobol")
     exp = exp_for("sobol", [double("x", 0, 1), double("y", 0, 1)])

@@ -1,5 +1,6 @@
 """The server bootstrap: health, reflection, error mapping, size limits, logging, SIGTERM drain, CLI."""
 
+import gc
 import os
 import random
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 
 import grpc
 import pytest
@@ -15,11 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from katib_services.algorithms import registry
+from katib_services.services import convert
 from katib_services.services.client import ServerProcess, trial_pb
 from katib_services.services.pb import api_pb2, api_pb2_grpc
+from katib_services.statestore import StateStore
 
 from . import plugins
-from .conftest import Client, double, experiment, integer
+from .conftest import MIXED, Client, double, experiment, integer
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
@@ -116,6 +120,36 @@ def test_ten_thousand_trials_fit_the_default_limit(serve):
     assert api_pb2.GetSuggestionsRequest(trials=trials).ByteSize() > 4 * 1024 * 1024
     reply = client.suggest(experiment([double("x", 0, 1)]), trials, count=3)
     assert len(reply.parameter_assignments) == 3
+
+
+def test_the_trial_cache_estimate_matches_its_memory():
+    """TrialCache counts TRIAL_OVERHEAD + 3 x wire size per trial; on trials of a five-parameter
+    space (every type), that is within a factor 1.5 of what the cache keeps, as traced."""
+    pb = experiment(MIXED)
+    exp = convert.experiment(pb)
+    store = StateStore()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        blobs = [
+            trial_pb(
+                f"exp-{i:05d}",
+                {"lr": f"0.{i:05d}", "layers": str(1 + i % 8), "dropout": "0.25", "optimizer": "adam", "batch": "32"},
+                "Succeeded",
+                {"accuracy": f"0.{i:04d}"},
+                {"label": "value"},
+            ).SerializeToString()
+            for i in range(1, 1001)
+        ]
+        convert.TrialCache(store.view("trials")).trials(exp, pb, blobs)
+        del blobs
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    estimated = store.stats()[1]
+    assert kept / 1.5 <= estimated <= kept * 1.5, (estimated, kept)
 
 
 def test_receive_limit_is_configurable(serve):

@@ -53,6 +53,11 @@ CASES = [
     ("non-numeric max", spec([integer("n", 1, "ten")]), 'spec.parameters[0] ("n").feasibleSpace.max: "ten" is not a number'),
     ("fractional int bound", spec([integer("n", "1.5", 4)]), 'spec.parameters[0] ("n").feasibleSpace.min: "1.5" is not an integer'),
     ("non-numeric discrete value", spec([discrete("k", 1, "two")]), 'spec.parameters[0] ("k").feasibleSpace.list[1]: "two" is not a number'),
+    (
+        "discrete value that rounds to 0",
+        spec([discrete("k", 0, "1e-400")]),
+        'spec.parameters[0] ("k").feasibleSpace.list[1]: "1e-400" is beyond the range of a double (about 1e-323 to 1.8e308 in magnitude)',
+    ),
     ("repeated list value", spec([categorical("opt", "a", "a")]), 'spec.parameters[0] ("opt").feasibleSpace.list[1]: "a" repeats list[0]'),
     (
         "UNKNOWN parameter type",
