@@ -101,13 +101,16 @@ class TrialCache:
                 trial = parse_trial(experiment, *trial_fields(api_pb2.Trial.FromString(blob)))
             if blob not in current:
                 current[blob] = trial
-                size += TRIAL_OVERHEAD + 3 * len(blob)
+                size += TRIAL_OVERHEAD + PARAMETER_OVERHEAD * len(trial.assignment) + 3 * len(blob)
             out.append(trial)
         self._store.put(key, current, size)
         return out
 
 
-TRIAL_OVERHEAD = 1500  # bytes of a parsed trial beyond three times its wire size (measured, tests/test_server.py)
+# Bytes a parsed trial keeps beyond three times its wire size: a base, and a part per assigned
+# parameter (its parsed value, point and encoding). Measured: tests/test_server.py.
+TRIAL_OVERHEAD = 900
+PARAMETER_OVERHEAD = 230
 
 
 def suggestions_reply(reply: Reply, algorithm: str) -> api_pb2.GetSuggestionsReply:

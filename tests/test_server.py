@@ -122,10 +122,22 @@ def test_ten_thousand_trials_fit_the_default_limit(serve):
     assert len(reply.parameter_assignments) == 3
 
 
-def test_the_trial_cache_estimate_matches_its_memory():
-    """TrialCache counts TRIAL_OVERHEAD + 3 x wire size per trial; on trials of a five-parameter
-    space (every type), that is within a factor 1.5 of what the cache keeps, as traced."""
-    pb = experiment(MIXED)
+WIDE = [double(f"x{j}", 0, 1) for j in range(30)]
+
+
+@pytest.mark.parametrize(
+    "space, assignment",
+    [
+        ([double("x", 0, 1)], lambda i: {"x": f"0.{i:05d}"}),
+        (MIXED, lambda i: {"lr": f"0.{i:05d}", "layers": str(1 + i % 8), "dropout": "0.25", "optimizer": "adam", "batch": "32"}),
+        (WIDE, lambda i: {f"x{j}": f"0.{(31 * i + j) % 100_000:05d}" for j in range(30)}),
+    ],
+    ids=["1 parameter", "5 of every type", "30 parameters"],
+)
+def test_the_trial_cache_estimate_matches_its_memory(space, assignment):
+    """TrialCache counts TRIAL_OVERHEAD + PARAMETER_OVERHEAD per parameter + 3 x wire size per
+    trial: within a factor 1.5 of what the cache keeps, as traced, from 1 to 30 parameters."""
+    pb = experiment(space)
     exp = convert.experiment(pb)
     store = StateStore()
     gc.collect()
@@ -135,7 +147,7 @@ def test_the_trial_cache_estimate_matches_its_memory():
         blobs = [
             trial_pb(
                 f"exp-{i:05d}",
-                {"lr": f"0.{i:05d}", "layers": str(1 + i % 8), "dropout": "0.25", "optimizer": "adam", "batch": "32"},
+                assignment(i),
                 "Succeeded",
                 {"accuracy": f"0.{i:04d}"},
                 {"label": "value"},
