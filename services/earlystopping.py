@@ -37,7 +37,17 @@ from katib_services.numbers import is_object_name, quote
 from katib_services.statestore import StateStore
 
 from .pb import api_pb2, api_pb2_grpc
-from .server import DEFAULT_MAX_MESSAGE_MB, LEGACY_HEALTH_NAME, RpcFailure, Server, algorithm_cli, caller_check, current_call, positive
+from .server import (
+    DEFAULT_MAX_MESSAGE_MB,
+    LEGACY_HEALTH_NAME,
+    RpcFailure,
+    Server,
+    algorithm_cli,
+    caller_check,
+    current_call,
+    message_options,
+    positive,
+)
 from .tls import ClientTls, add_client_tls_arguments, channel, client_tls
 
 log = logging.getLogger("katib.earlystopping")
@@ -70,7 +80,7 @@ class _Channels:
     """gRPC channels to the most recent DB-manager addresses; a dropped one is closed."""
 
     def __init__(self, max_message_bytes: int, tls: ClientTls | None = None):
-        self.options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)]
+        self.options = message_options(max_message_bytes)
         self.tls = tls
         self._channels: OrderedDict[str, grpc.Channel] = OrderedDict()
         self._lock = threading.Lock()

@@ -343,7 +343,7 @@ class Server:
         handlers = _Handlers(self._calls, metrics)
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers),
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+            options=message_options(limit),
         )
         self.health = health.HealthServicer()
         _register_health(self.grpc, self.health, handlers)
@@ -397,12 +397,12 @@ class Server:
 def add_server_arguments(parser: argparse.ArgumentParser, default_address: str) -> None:
     """The flags every server has: address, limits, shutdown, logging, metrics and TLS."""
     parser.add_argument("--address", default=default_address, help=f"HOST:PORT to listen on (default {default_address})")
-    for flag, kind, default, meaning in (
-        ("--max-message-mb", int, DEFAULT_MAX_MESSAGE_MB, "largest request or reply in MiB"),
-        ("--grace", float, DEFAULT_GRACE_SECONDS, "seconds calls in flight get to finish after SIGTERM; then they are cancelled"),
-        ("--log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
-    ):
-        parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default:g})" if kind is float else f"{meaning} (default {default})")
+    parser.add_argument("--max-message-mb", type=int, default=DEFAULT_MAX_MESSAGE_MB, help=f"largest request or reply in MiB (default {DEFAULT_MAX_MESSAGE_MB})")
+    parser.add_argument(
+        "--grace", type=float, default=DEFAULT_GRACE_SECONDS,
+        help=f"seconds calls in flight get to finish after SIGTERM; then they are cancelled (default {DEFAULT_GRACE_SECONDS:g})",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text lines, or one JSON object per line (default text)")
     parser.add_argument("--metrics-port", type=port, metavar="PORT", help="serve Prometheus metrics over HTTP at :PORT/metrics (default: off)")
     add_server_tls_arguments(parser)
@@ -421,6 +421,11 @@ def add_state_arguments(parser: argparse.ArgumentParser) -> None:
 
 def state_store(args: argparse.Namespace) -> StateStore:
     return StateStore(max(args.state_entries, 0), max(args.state_mb, 0) << 20)
+
+
+def message_options(limit: int) -> list[tuple[str, int]]:
+    """gRPC options for messages of up to `limit` bytes both ways (a server's, and its clients')."""
+    return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
 
 
 def positive(text: str) -> int:

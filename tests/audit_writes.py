@@ -30,6 +30,9 @@ def hook(event: str, arguments: tuple) -> None:
         writing = bool(mode and any(c in mode for c in "wax+")) or bool((flags or 0) & WRITING)
     elif event in CHANGES:
         path, writing = arguments[0], True
+    elif event == "sqlite3.connect":  # SQLite opens (and creates) its database and journal files in C
+        path = arguments[0]
+        writing = os.fsdecode(path) not in ("", ":memory:") if not isinstance(path, int) else False
     else:
         return
     if writing and path is not None and outside(path):

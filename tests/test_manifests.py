@@ -1,6 +1,7 @@
 """Consistency checks for the deployment files: manifests/ and Dockerfile.suggestion."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,20 @@ def test_dockerfiles_run_the_service_as_non_root(dockerfile, entrypoint, port):
 
     exposed = {p for args in dockerfile_instructions("EXPOSE", dockerfile) for p in args.split()}
     assert port in exposed or f"{port}/tcp" in exposed, f"EXPOSE lists {sorted(exposed)}"
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.suggestion", "Dockerfile.earlystop"])
+def test_dockerfiles_are_multi_stage_with_nothing_built_in_the_final_stage(dockerfile):
+    """The build stage makes the virtualenv; the final stage installs nothing (no pip, no compiler,
+    no package manager) and takes only the virtualenv from the build stage."""
+    text = (ROOT / dockerfile).read_text(encoding="utf-8")
+    stages = re.split(r"(?m)^FROM\s", text)[1:]
+    assert len(stages) >= 2, f"{dockerfile} is not multi-stage"
+    final = re.sub(r"(?m)^\s*#.*$", "", stages[-1])
+    for forbidden in ("pip install", "pip3 install", "apt-get", "apk add", "gcc", "build-essential"):
+        assert forbidden not in final, f"the final stage of {dockerfile} runs {forbidden!r}"
+    copies = re.findall(r"(?m)^COPY\s+--from=\S+\s+(\S+)", final)
+    assert copies == ["/opt/venv"], copies
 
 
 def test_registered_early_stopping_rules_match_the_service():
