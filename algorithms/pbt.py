@@ -75,7 +75,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
 
-from katib_services.numbers import is_object_name, parse_decimal, quote
+from katib_services.numbers import is_object_name, quote
 
 from .base import Algorithm, Checkpoint, Proposal, Reply, Request, derive_seed
 from .errors import InvalidSpec, Problems
@@ -339,7 +339,7 @@ def _mutate(p: Parameter, key: Key, rng: random.Random, resample: float | None) 
         return (key + (1 if up else -1)) % p.size
     if not p.finite:
         return min(max(key * (1.2 if up else 0.8), p.low), p.high)
-    value = _exact(p, int(key))
+    value = Fraction(p.exact(int(key)))
     target = value * (_UP if up else _DOWN)
     direction = 1 if target > value else -1 if target < value else (1 if up else -1)
     moved = key + direction
@@ -347,10 +347,3 @@ def _mutate(p: Parameter, key: Key, rng: random.Random, resample: float | None) 
         nearest = round((target - Fraction(p.dmin)) / Fraction(p.dstep))
         moved = moved if nearest == key else nearest
     return min(max(moved, 0), p.size - 1)
-
-
-def _exact(p: Parameter, key: int) -> Fraction:
-    """The exact value of a point of an INT, stepped DOUBLE or DISCRETE parameter."""
-    if p.choices:
-        return Fraction(parse_decimal(p.choices[key]))
-    return Fraction(p.dmin) + Fraction(p.dstep) * key
