@@ -276,13 +276,13 @@ class _Ranking:
         self.population = population
         self.threshold = threshold
         self.best: dict[int, list[Trial]] = {}  # each generation's members with a value, best first
-        self.newest: dict[int, tuple[int, Trial]] = {}  # main slot -> (generation, its newest member with a value)
-        for (generation, slot), trial in population.good.items():
+        self.newest: dict[int, Trial] = {}  # main slot -> its newest member with a value
+        for (generation, slot), trial in population.good.items():  # in rising generation order
             if trial is None:
                 continue
             self.best.setdefault(generation, []).append(trial)
-            if slot < population.size and generation >= self.newest.get(slot, (-1, trial))[0]:
-                self.newest[slot] = (generation, trial)
+            if slot < population.size:
+                self.newest[slot] = trial
         for members in self.best.values():
             members.sort(key=_rank_key)
         self.bottoms: dict[int, set[str]] = {}
@@ -294,7 +294,7 @@ class _Ranking:
         if generation not in self.bottoms:
             own = self.best.get(generation, [])
             names = {t.name for t in own}
-            standing = sorted(own + [t for _, t in self.newest.values() if t.name not in names], key=_rank_key)
+            standing = sorted(own + [t for t in self.newest.values() if t.name not in names], key=_rank_key)
             count = min(math.floor(self.threshold * len(standing) + 1e-9), len(standing) - 1)
             self.bottoms[generation] = {t.name for t in standing[len(standing) - count :]} & names
         return self.bottoms[generation]
