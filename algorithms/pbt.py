@@ -295,9 +295,13 @@ class _Ranking:
             own = self.best.get(generation, [])
             names = {t.name for t in own}
             standing = sorted(own + [t for t in self.newest.values() if t.name not in names], key=_rank_key)
-            count = min(math.floor(self.threshold * len(standing) + 1e-9), len(standing) - 1)
+            count = self._bottom_count(len(standing))
             self.bottoms[generation] = {t.name for t in standing[len(standing) - count :]} & names
         return self.bottoms[generation]
+
+    def _bottom_count(self, n: int) -> int:
+        """floor(q n), never all n."""
+        return min(math.floor(self.threshold * n + 1e-9), n - 1)
 
     def parent(self, generation: int, slot: int, rng: random.Random) -> Trial | None:
         """The member whose checkpoint (and explored hyperparameters) the new trial starts from;
@@ -312,7 +316,7 @@ class _Ranking:
             return predecessor  # it continues from its own checkpoint
         # exploit, a failed slot's replacement, or an extra: one of the best of the previous generation
         members = self.best[previous]
-        bottom = min(math.floor(self.threshold * len(members) + 1e-9), len(members) - 1)
+        bottom = self._bottom_count(len(members))
         top = max(1, min(math.ceil(self.threshold * len(members) - 1e-9), len(members) - bottom))
         return members[rng.randrange(top)]
 
