@@ -80,7 +80,7 @@ from katib_services.numbers import is_object_name, quote
 from .base import Algorithm, Checkpoint, Proposal, Reply, Request, derive_seed
 from .errors import InvalidSpec, Problems
 from .experiment import Experiment
-from .history import OBSERVED, PENDING, Condition, Trial
+from .history import PENDING, Condition, Trial
 from .limits import Limits
 from .model import Taken, draw_new
 from .settings import RANDOM_STATE, Schema, Setting
@@ -214,10 +214,6 @@ def _slot_of(experiment: str, trial: Trial) -> Slot | None:
     return generation, slot
 
 
-def _good(trial: Trial) -> bool:
-    return trial.condition in OBSERVED and trial.value is not None
-
-
 class _Population:
     """The members among the request's trials, by (generation, slot), and the slots to fill next."""
 
@@ -240,7 +236,7 @@ class _Population:
                     members.add(trial.name)
             previous = members
             generation += 1
-        self.good = {where: next((t for t in tried if _good(t)), None) for where, tried in self.attempts.items()}
+        self.good = {where: next((t for t in tried if t.observed), None) for where, tried in self.attempts.items()}
         self.used = set(self.attempts)
 
     def open(self, where: Slot) -> bool:
