@@ -62,8 +62,8 @@ is not proposed again. Replay is one pass over the trials, generation by generat
 Checkpoints. Each proposal carries a `Checkpoint`: an empty directory for a random member, a copy
 of the parent's directory for a child. The service creates it before the reply is sent
 (services/checkpoints.py). The experiment name must be a Kubernetes object name (it names the
-trials and a directory), and a request holding a trial whose name is `.`, `..` or contains `/` or
-NUL is refused: such a name could lead outside the data directory.
+trials and a directory), and a request holding a trial whose name is empty, `.`, `..` or contains
+`/` or NUL is refused: such a name cannot name a trial's directory (base.check_path_component).
 """
 
 from __future__ import annotations
@@ -71,14 +71,14 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
 from katib_services.numbers import is_object_name, quote
 
-from .base import Algorithm, Checkpoint, Proposal, Reply, Request, derive_seed
-from .errors import InvalidSpec, Problems
+from .base import Algorithm, Checkpoint, Proposal, Reply, Request, check_path_component, derive_seed
+from .errors import Problems
 from .experiment import Experiment
 from .history import PENDING, Condition, Trial
 from .limits import Limits
@@ -146,7 +146,8 @@ class Pbt(Algorithm):
             )
 
     def suggest(self, request: Request) -> Reply:
-        _refuse_path_names(t.name for t in request.history.trials)
+        for trial in request.history.trials:
+            check_path_component(trial.name, "trials")
         settings = request.settings
         experiment = request.experiment
         population = _Population(experiment.name, request.history.trials, settings["n_population"])
@@ -175,15 +176,6 @@ class Pbt(Algorithm):
                 labels[PARENT] = parent_name
             proposals.append(Proposal(assignment, trial_name=name, labels=labels, checkpoint=Checkpoint(parent_name)))
         return Reply(proposals)
-
-
-def _refuse_path_names(names: Iterable[str]) -> None:
-    for name in names:
-        if name in (".", "..") or "/" in name or "\0" in name:
-            raise InvalidSpec(
-                f"trials: a trial is named {quote(name)}; pbt keeps each trial's checkpoint in <data dir>/<experiment>/"
-                "<trial name>/, so a trial name must not be . or .. or contain / or NUL"
-            )
 
 
 def _name(experiment: str, generation: int, slot: int, token: str) -> str:

@@ -430,7 +430,7 @@ def test_an_experiment_name_that_is_no_directory_name_is_refused(serve, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing written anywhere"
 
 
-@pytest.mark.parametrize("name", ["../../escape", "/etc", "..", ".", "a/../../b", "nul\0byte"])
+@pytest.mark.parametrize("name", ["../../escape", "/etc", "..", ".", "", "a/../../b", "nul\0byte"])
 def test_a_trial_name_that_could_leave_the_data_directory_is_refused(serve, tmp_path, name):
     client = serve("pbt")
     exp = pbt(name="paths")
