@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import statistics
 from decimal import Decimal
 from fractions import Fraction
@@ -480,6 +481,23 @@ def test_links_in_a_checkpoint_are_copied_as_links_and_pipes_skipped(serve, tmp_
     path = directory(client.data_dir, exp, child.trial_name)
     assert (path / "outside").is_symlink() and os.readlink(path / "outside") == str(tmp_path)
     assert not (path / "pipe").exists()
+
+
+def test_copies_are_writable_by_trials_running_as_another_user(serve):
+    client = serve("pbt")
+    exp, trials = generation_zero(client, "modes")
+    for t in trials:  # the parent's files private to the user who wrote them
+        path = directory(client.data_dir, exp, t.name)
+        (path / "sub").mkdir(mode=0o700)
+        (path / "sub" / "weights").write_text("w")
+        for f in (path / "state.json", path / "sub" / "weights"):
+            f.chmod(0o600)
+    child = next(item for item in client.suggest(exp, trials, count=5).parameter_assignments if PARENT in item.labels)
+    path = directory(client.data_dir, exp, child.trial_name)
+    for d in (path, path / "sub"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o777, d
+    for f in (path / "state.json", path / "sub" / "weights"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o666 == 0o666, f
 
 
 def test_an_unusable_data_directory_is_unavailable(serve, tmp_path):
