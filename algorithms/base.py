@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from katib_services.numbers import quote
 from katib_services.statestore import NO_STORE, StoreView
 
-from .errors import Problems
+from .errors import InvalidSpec, Problems
 from .experiment import Experiment
 from .history import History
 from .limits import Limits
@@ -58,6 +59,16 @@ class Checkpoint:
     "". Algorithms only decide this; the service performs it (services/checkpoints.py)."""
 
     source: str = ""
+
+
+def check_path_component(name: str, field: str) -> None:
+    """Refuses (InvalidSpec under `field`) a name that cannot be one directory of the data
+    directory's `<experiment>/<trial>/`: empty, `.`, `..`, or with `/` or NUL."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise InvalidSpec(
+            f"{field}: {quote(name)} cannot name a directory under the data directory (--data-dir); "
+            "a name must not be empty, . or .., or contain / or NUL"
+        )
 
 
 @dataclass(frozen=True)

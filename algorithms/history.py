@@ -65,6 +65,11 @@ class Trial:
     unit: tuple[float, ...] | None = None  # the point in the models' encoding (SearchSpace.encode)
     order: tuple = ()  # the canonical sort key (History)
 
+    @property
+    def observed(self) -> bool:
+        """SUCCEEDED or EARLYSTOPPED, with an objective value and a point (History.observed)."""
+        return self.condition in OBSERVED and self.value is not None and self.point is not None
+
 
 class History:
     """The trials of one request."""
@@ -84,7 +89,7 @@ class History:
     def observed(self) -> list[Trial]:
         """Trials that train a model: SUCCEEDED, and EARLYSTOPPED taken at the value they had when
         stopped (a partial, pessimistic result), each with an objective value and a point."""
-        return [t for t in self.trials if t.condition in OBSERVED and t.value is not None and t.point is not None]
+        return [t for t in self.trials if t.observed]
 
     def pending(self) -> list[Trial]:
         """CREATED and RUNNING trials: not to be proposed again, and to push new proposals apart."""

@@ -62,8 +62,8 @@ is not proposed again. Replay is one pass over the trials, generation by generat
 Checkpoints. Each proposal carries a `Checkpoint`: an empty directory for a random member, a copy
 of the parent's directory for a child. The service creates it before the reply is sent
 (services/checkpoints.py). The experiment name must be a Kubernetes object name (it names the
-trials and a directory), and a request holding a trial whose name is `.`, `..` or contains `/` or
-NUL is refused: such a name could lead outside the data directory.
+trials and a directory), and a request holding a trial whose name is empty, `.`, `..` or contains
+`/` or NUL is refused: such a name cannot name a trial's directory (base.check_path_component).
 """
 
 from __future__ import annotations
@@ -71,16 +71,16 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from katib_services.numbers import is_object_name, parse_decimal, quote
+from katib_services.numbers import is_object_name, quote
 
-from .base import Algorithm, Checkpoint, Proposal, Reply, Request, derive_seed
-from .errors import InvalidSpec, Problems
+from .base import Algorithm, Checkpoint, Proposal, Reply, Request, check_path_component, derive_seed
+from .errors import Problems
 from .experiment import Experiment
-from .history import OBSERVED, PENDING, Condition, Trial
+from .history import PENDING, Condition, Trial
 from .limits import Limits
 from .model import Taken, draw_new
 from .settings import RANDOM_STATE, Schema, Setting
@@ -146,7 +146,8 @@ class Pbt(Algorithm):
             )
 
     def suggest(self, request: Request) -> Reply:
-        _refuse_path_names(t.name for t in request.history.trials)
+        for trial in request.history.trials:
+            check_path_component(trial.name, "trials")
         settings = request.settings
         experiment = request.experiment
         population = _Population(experiment.name, request.history.trials, settings["n_population"])
@@ -177,15 +178,6 @@ class Pbt(Algorithm):
         return Reply(proposals)
 
 
-def _refuse_path_names(names: Iterable[str]) -> None:
-    for name in names:
-        if name in (".", "..") or "/" in name or "\0" in name:
-            raise InvalidSpec(
-                f"trials: a trial is named {quote(name)}; pbt keeps each trial's checkpoint in <data dir>/<experiment>/"
-                "<trial name>/, so a trial name must not be . or .. or contain / or NUL"
-            )
-
-
 def _name(experiment: str, generation: int, slot: int, token: str) -> str:
     suffix = f"-g{generation}m{slot}-{token}"
     return experiment.replace(".", "-")[: _NAME_MAX - len(suffix)].rstrip("-") + suffix
@@ -214,10 +206,6 @@ def _slot_of(experiment: str, trial: Trial) -> Slot | None:
     return generation, slot
 
 
-def _good(trial: Trial) -> bool:
-    return trial.condition in OBSERVED and trial.value is not None
-
-
 class _Population:
     """The members among the request's trials, by (generation, slot), and the slots to fill next."""
 
@@ -240,7 +228,7 @@ class _Population:
                     members.add(trial.name)
             previous = members
             generation += 1
-        self.good = {where: next((t for t in tried if _good(t)), None) for where, tried in self.attempts.items()}
+        self.good = {where: next((t for t in tried if t.observed), None) for where, tried in self.attempts.items()}
         self.used = set(self.attempts)
 
     def open(self, where: Slot) -> bool:
@@ -276,13 +264,13 @@ class _Ranking:
         self.population = population
         self.threshold = threshold
         self.best: dict[int, list[Trial]] = {}  # each generation's members with a value, best first
-        self.newest: dict[int, tuple[int, Trial]] = {}  # main slot -> (generation, its newest member with a value)
-        for (generation, slot), trial in population.good.items():
+        self.newest: dict[int, Trial] = {}  # main slot -> its newest member with a value
+        for (generation, slot), trial in population.good.items():  # in rising generation order
             if trial is None:
                 continue
             self.best.setdefault(generation, []).append(trial)
-            if slot < population.size and generation >= self.newest.get(slot, (-1, trial))[0]:
-                self.newest[slot] = (generation, trial)
+            if slot < population.size:
+                self.newest[slot] = trial
         for members in self.best.values():
             members.sort(key=_rank_key)
         self.bottoms: dict[int, set[str]] = {}
@@ -294,10 +282,14 @@ class _Ranking:
         if generation not in self.bottoms:
             own = self.best.get(generation, [])
             names = {t.name for t in own}
-            standing = sorted(own + [t for _, t in self.newest.values() if t.name not in names], key=_rank_key)
-            count = min(math.floor(self.threshold * len(standing) + 1e-9), len(standing) - 1)
+            standing = sorted(own + [t for t in self.newest.values() if t.name not in names], key=_rank_key)
+            count = self._bottom_count(len(standing))
             self.bottoms[generation] = {t.name for t in standing[len(standing) - count :]} & names
         return self.bottoms[generation]
+
+    def _bottom_count(self, n: int) -> int:
+        """floor(q n), never all n."""
+        return min(math.floor(self.threshold * n + 1e-9), n - 1)
 
     def parent(self, generation: int, slot: int, rng: random.Random) -> Trial | None:
         """The member whose checkpoint (and explored hyperparameters) the new trial starts from;
@@ -312,7 +304,7 @@ class _Ranking:
             return predecessor  # it continues from its own checkpoint
         # exploit, a failed slot's replacement, or an extra: one of the best of the previous generation
         members = self.best[previous]
-        bottom = min(math.floor(self.threshold * len(members) + 1e-9), len(members) - 1)
+        bottom = self._bottom_count(len(members))
         top = max(1, min(math.ceil(self.threshold * len(members) - 1e-9), len(members) - bottom))
         return members[rng.randrange(top)]
 
@@ -339,7 +331,7 @@ def _mutate(p: Parameter, key: Key, rng: random.Random, resample: float | None) 
         return (key + (1 if up else -1)) % p.size
     if not p.finite:
         return min(max(key * (1.2 if up else 0.8), p.low), p.high)
-    value = _exact(p, int(key))
+    value = Fraction(p.exact(int(key)))
     target = value * (_UP if up else _DOWN)
     direction = 1 if target > value else -1 if target < value else (1 if up else -1)
     moved = key + direction
@@ -347,10 +339,3 @@ def _mutate(p: Parameter, key: Key, rng: random.Random, resample: float | None) 
         nearest = round((target - Fraction(p.dmin)) / Fraction(p.dstep))
         moved = moved if nearest == key else nearest
     return min(max(moved, 0), p.size - 1)
-
-
-def _exact(p: Parameter, key: int) -> Fraction:
-    """The exact value of a point of an INT, stepped DOUBLE or DISCRETE parameter."""
-    if p.choices:
-        return Fraction(parse_decimal(p.choices[key]))
-    return Fraction(p.dmin) + Fraction(p.dstep) * key

@@ -153,7 +153,7 @@ class Parameter:
             return repr(float(key))
         if self.choices:
             return self.choices[key]
-        exact = _EXACT.add(self.dmin, _EXACT.multiply(self.dstep, Decimal(key)))
+        exact = self.exact(key)
         if self.type is ParamType.INT:
             return str(int(exact))
         exact = exact.normalize(_EXACT)
@@ -182,13 +182,15 @@ class Parameter:
 
     def value(self, key: Key) -> float:
         """The numeric value of a point (its list position for CATEGORICAL)."""
-        if self.size is None:
+        if self.size is None or self.type is ParamType.CATEGORICAL:
             return float(key)
-        if self.type is ParamType.CATEGORICAL:
-            return float(key)
+        return float(self.exact(key))
+
+    def exact(self, key: int) -> Decimal:
+        """The exact value of a point of an INT, stepped DOUBLE or DISCRETE parameter."""
         if self.choices:
-            return float(self.choices[key])
-        return float(_EXACT.add(self.dmin, _EXACT.multiply(self.dstep, Decimal(key))))
+            return Decimal(self.choices[key])  # a plain decimal, as validated
+        return _EXACT.add(self.dmin, _EXACT.multiply(self.dstep, Decimal(key)))
 
     # -- unit-cube encoding ---------------------------------------------------------------------
     # Every difference below is taken between halves (x/2 - lo/2), so ranges as wide as

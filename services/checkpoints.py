@@ -37,7 +37,7 @@ from pathlib import Path
 
 import grpc
 
-from katib_services.algorithms.base import Proposal
+from katib_services.algorithms.base import Proposal, check_path_component
 from katib_services.algorithms.errors import InvalidSpec
 from katib_services.numbers import quote
 
@@ -57,12 +57,13 @@ class CheckpointDirectories:
         planned = [p for p in proposals if p.checkpoint is not None]
         if not planned:
             return
-        _component(experiment, "metadata.name")
+        # Defence in depth: pbt refuses such names already; whatever an algorithm proposes is checked before it is a path.
+        check_path_component(experiment, "metadata.name")
         for i, proposal in enumerate(proposals):
             if proposal.checkpoint is not None:
-                _component(proposal.trial_name, f"parameter_assignments[{i}].trial_name")
+                check_path_component(proposal.trial_name, f"parameter_assignments[{i}].trial_name")
                 if proposal.checkpoint.source:
-                    _component(proposal.checkpoint.source, f"the parent of trial {quote(proposal.trial_name)}")
+                    check_path_component(proposal.checkpoint.source, f"the parent of trial {quote(proposal.trial_name)}")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             root = self.root.resolve(strict=True)
@@ -77,15 +78,6 @@ class CheckpointDirectories:
                 f"cannot prepare the checkpoint directories of experiment {quote(experiment)} in the data directory "
                 f"{quote(str(self.root), 200)} (--data-dir): {error}",
             ) from None
-
-
-def _component(name: str, field: str) -> None:
-    """Refuses a name that is not one path component inside its directory."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise InvalidSpec(
-            f"{field}: {quote(name)} cannot name a directory under the data directory (--data-dir); "
-            "a name must not be empty, . or .., or contain / or NUL"
-        )
 
 
 def _inside(root: Path, path: Path, field: str) -> Path:
