@@ -8,7 +8,6 @@ files: that proves the copy, and which member it came from.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import math
@@ -16,7 +15,7 @@ import os
 import re
 import stat
 import statistics
-import time
+import sys
 from decimal import Decimal
 from fractions import Fraction
 
@@ -421,34 +420,35 @@ def claims(n):
 
 
 def test_labels_claiming_many_generations_cost_linear_time(serve):
-    """Ten times the chain costs about ten times as much (a quadratic replay: a hundred). Timed on the
-    core in this process, as CPU time of this thread with the garbage collector paused, the best of
-    up to three rounds."""
+    """Ten times the chain costs about ten times the work (a quadratic replay: a hundred times),
+    counted as the lines of pbt.py executed, deterministically, on the core in this process."""
     exp = pbt(name="claims")
     reply = serve("pbt").suggest(exp, claims(5000), count=5)
     assert len(set(points(reply))) == 5
     assert [item.labels[GENERATION] for item in reply.parameter_assignments] == ["0", "0", "0", "0", "5000"]  # one chain, replayed
     algorithm, parsed = registry.get("pbt"), convert.experiment(exp)
     settings = algorithm.schema.parse("pbt", parsed.settings, Problems())
-    requests = {}
+    source = sys.modules[type(algorithm).__module__].__file__
+    lines = {}
     for n in (500, 5000):
         history = History(parsed, [parse_trial(parsed, *convert.trial_fields(t)) for t in claims(n)])
-        requests[n] = Request(parsed, settings, history, 5, n + 5)
-    best = dict.fromkeys(requests, math.inf)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(3):
-            for n, request in requests.items():
-                start = time.thread_time()
-                algorithm.suggest(request)
-                best[n] = min(best[n], time.thread_time() - start)
-            if best[5000] < 30 * best[500]:
-                break
-    finally:
-        if collecting:
-            gc.enable()
-    assert best[5000] < 30 * best[500], best
+        count = 0
+
+        def trace(frame, event, arg):
+            nonlocal count
+            if frame.f_code.co_filename != source:
+                return None
+            if event == "line":
+                count += 1
+            return trace
+
+        sys.settrace(trace)
+        try:
+            algorithm.suggest(Request(parsed, settings, history, 5, n + 5))
+        finally:
+            sys.settrace(None)
+        lines[n] = count
+    assert lines[5000] < 20 * lines[500], lines
 
 
 # -- path safety ----------------------------------------------------------------------------------------
