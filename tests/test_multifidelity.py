@@ -141,9 +141,14 @@ def test_hyperband_one_at_a_time_is_sequential_hyperband(serve):
     assert order == expected
 
 
-@pytest.mark.parametrize("algorithm", ["hyperband", "asha"])
-def test_a_restart_at_every_call_gives_the_same_proposals(serve, algorithm):
+@pytest.mark.parametrize(
+    "algorithm, parallelism", [("hyperband", 1), ("hyperband", 2), ("hyperband", 3), ("hyperband", 9), ("asha", 1), ("asha", 3)]
+)
+def test_a_restart_at_every_call_gives_the_same_proposals(serve, algorithm, parallelism):
+    """hyperband's run to three finished rounds (asha's to 70 trials), once on one server and once
+    on a new server for every call: the same replies."""
     exp = exp_for(algorithm, sampler="tpe")  # the model too is rebuilt from the request alone
+    enough = rounds_finished(3) if algorithm == "hyperband" else (lambda run: len(run.trials) >= 70)
 
     def fresh():
         for server in serve.servers:
@@ -152,8 +157,8 @@ def test_a_restart_at_every_call_gives_the_same_proposals(serve, algorithm):
         return serve(algorithm)
 
     client = serve(algorithm)
-    steady = Run(lambda: client, exp, 3, seed=5).until(lambda run: len(run.trials) >= 70)
-    restarted = Run(fresh, exp, 3, seed=5).until(lambda run: len(run.trials) >= 70)
+    steady = Run(lambda: client, exp, parallelism, seed=5).until(enough)
+    restarted = Run(fresh, exp, parallelism, seed=5).until(enough)
     assert restarted.replies == steady.replies
     assert len({labels for _, labels in steady.replies}) == len(steady.replies)
 
