@@ -22,7 +22,7 @@ from katib_services.algorithms.limits import Limits
 from katib_services.services import convert
 from katib_services.services.pb import api_pb2
 
-SLOW_SECONDS = 10.0  # no call may take longer
+SLOW_SECONDS = 10.0  # bench/fuzz.py fails on a slower call (a measurement, so not asserted in the tests)
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
 # -- numbers and strings --------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ class Recorder:
         self.lock = threading.Lock()
 
     def call(self, rpc: str, function, *args, **kwargs):
-        """Calls, checks no UNKNOWN or INTERNAL and no call over SLOW_SECONDS; returns (reply, code, details)."""
+        """Calls, checks no UNKNOWN or INTERNAL and records the time taken; returns (reply, code, details)."""
         start = time.perf_counter()
         try:
             reply, code, details = function(*args, **kwargs), grpc.StatusCode.OK, ""
@@ -400,7 +400,6 @@ class Recorder:
             self.codes[rpc][code.name] += 1
             self.slowest[rpc] = max(self.slowest[rpc], elapsed)
         assert code not in FORBIDDEN, f"{rpc} answered {code.name}: {details}"
-        assert elapsed < SLOW_SECONDS, f"{rpc} took {elapsed:.1f} s"
         return reply, code, details
 
     def save(self, path: str, extra: dict) -> None:
