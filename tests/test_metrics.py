@@ -165,7 +165,7 @@ def test_very_long_lines_are_parsed_in_linear_time():
     started = time.perf_counter()
     assert p.parse_line(junk) == []
     assert pairs(p.parse_line(junk + " accuracy=0.7")) == [("accuracy", "0.7")]
-    assert time.perf_counter() - started < 5  # quadratic backtracking would take hours
+    assert time.perf_counter() - started < 60  # tells linear (well under a second) from quadratic backtracking (hours)
 
 
 def test_default_filter_given_explicitly_finds_the_same_matches_as_re():

@@ -14,7 +14,7 @@ from katib_services.services.client import ServerProcess
 
 from .conftest import Client, double, experiment
 
-MARGIN = 1.5  # seconds allowed on top of what the issue promises, for a loaded 2-core machine
+MARGIN = 8.0  # seconds on top of what the issue promises: the bounds tell the behaviours apart (20, 30 and 60 s), they do not measure speed
 
 
 def sleeping_server(grace: float) -> ServerProcess:
