@@ -33,7 +33,7 @@ class Client:
         self.stub = api_pb2_grpc.SuggestionStub(self.channel)
 
     def validate(self, experiment: api_pb2.Experiment) -> None:
-        self.stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=10)
+        self.stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=60)
 
     def suggest(self, experiment, trials=(), count=1, total=None) -> api_pb2.GetSuggestionsReply:
         total = len(trials) + count if total is None else total

@@ -32,19 +32,19 @@ class DBClient:
         request = api_pb2.ReportObservationLogRequest(
             trial_name=trial, observation_log=api_pb2.ObservationLog(metric_logs=metric_logs)
         )
-        self.stub.ReportObservationLog(request, timeout=10)
+        self.stub.ReportObservationLog(request, timeout=60)
 
     def get(self, trial, metric="", start="", end=""):
         request = api_pb2.GetObservationLogRequest(trial_name=trial, metric_name=metric, start_time=start, end_time=end)
-        reply = self.stub.GetObservationLog(request, timeout=10)
+        reply = self.stub.GetObservationLog(request, timeout=60)
         return [(m.time_stamp, m.metric.name, m.metric.value) for m in reply.observation_log.metric_logs]
 
     def delete(self, trial):
-        self.stub.DeleteObservationLog(api_pb2.DeleteObservationLogRequest(trial_name=trial), timeout=10)
+        self.stub.DeleteObservationLog(api_pb2.DeleteObservationLogRequest(trial_name=trial), timeout=60)
 
     def health(self, service):
         request = health_pb2.HealthCheckRequest(service=service)
-        return health_pb2_grpc.HealthStub(self.channel).Check(request, timeout=5).status
+        return health_pb2_grpc.HealthStub(self.channel).Check(request, timeout=60).status
 
 
 @pytest.fixture

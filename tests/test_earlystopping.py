@@ -48,7 +48,7 @@ def report(db, trial, values, metric="accuracy", seconds=None):
         request.observation_log.metric_logs.add(
             time_stamp=f"2026-11-28T10:00:{second:02d}Z", metric=api_pb2.Metric(name=metric, value=str(value))
         )
-    stub.ReportObservationLog(request, timeout=5)
+    stub.ReportObservationLog(request, timeout=60)
 
 
 def spec(algorithm="medianstop", objective="maximize", **settings):
@@ -63,7 +63,7 @@ def spec(algorithm="medianstop", objective="maximize", **settings):
     }
 
 
-def rules(service, db_address, trial_names, name="exp", conditions=None, timeout=10, **kwargs):
+def rules(service, db_address, trial_names, name="exp", conditions=None, timeout=60, **kwargs):
     trials = [
         trial_pb(t, {"lr": "0.05"}, (conditions or {}).get(t, "Succeeded"), {"accuracy": "0.5"}) for t in trial_names
     ]
@@ -184,7 +184,7 @@ def test_validation(es, early_stopping, expected):
     service = es()
     request = api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=experiment_pb("e", {"earlyStopping": early_stopping or {"algorithmName": ""}}).spec.early_stopping)
     with pytest.raises(grpc.RpcError) as caught:
-        service.stub.ValidateEarlyStoppingSettings(request, timeout=5)
+        service.stub.ValidateEarlyStoppingSettings(request, timeout=60)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert expected in caught.value.details()
     good = experiment_pb("e", {"earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": [{"name": "start_step", "value": "2"}]}})
@@ -197,7 +197,7 @@ def test_set_trial_status_without_kubernetes_succeeds(es, monkeypatch, tmp_path)
     service = es()
     service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="t1"), timeout=30)
     with pytest.raises(grpc.RpcError) as caught:
-        service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name=""), timeout=5)
+        service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name=""), timeout=60)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -286,7 +286,7 @@ def test_set_trial_status_in_a_pod_without_credentials_is_unavailable(es, monkey
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "no usable Kubernetes credentials" in caught.value.details()
     with pytest.raises(grpc.RpcError) as caught:
-        service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="../etc/passwd"), timeout=5)
+        service.stub.SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="../etc/passwd"), timeout=60)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 

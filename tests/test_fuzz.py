@@ -44,7 +44,7 @@ def servers(tmp_path_factory):
             request.observation_log.metric_logs.add(
                 time_stamp=f"2026-11-28T10:00:0{step}Z", metric=api_pb2.Metric(name="loss", value=str((i % 7) / (step + 1)))
             )
-        db.ReportObservationLog(request, timeout=10)
+        db.ReportObservationLog(request, timeout=60)
     yield started
     for server in started.values():
         server.stop()
@@ -182,7 +182,7 @@ def test_mutated_bytes(servers, data):
 
 def test_servers_are_healthy_and_their_memory_bounded(servers):
     for name, server in servers.items():
-        wait_serving(server.channel, timeout=5)
+        wait_serving(server.channel, timeout=60)
         PEAK_RSS[name] = peak_rss_mib(server.process.pid)
         assert PEAK_RSS[name] < PEAK_RSS_MIB[name], f"{name}: peak RSS {PEAK_RSS[name]:.0f} MiB"
 

@@ -370,7 +370,7 @@ def test_ctrl_c_then_resume_reruns_only_unfinished_trials(tmp_path):
         if sum(" Succeeded " in seen_line for seen_line in seen) >= 2 and " started " in line:
             break
     started = line.split("] ", 1)[1].split()[0]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while started not in record.read_text() and time.monotonic() < deadline:
         time.sleep(0.02)  # the trial's process is up and has recorded itself
     process.send_signal(signal.SIGINT)

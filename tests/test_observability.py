@@ -28,7 +28,7 @@ def started(argv, tmp_path, name):
 
 
 def metrics_port(log_path) -> int:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = re.search(r"metrics on :(\d+)/metrics", log_path.read_text())
         if found:
@@ -40,7 +40,7 @@ def metrics_port(log_path) -> int:
 def scrape(port: int) -> dict[tuple[str, frozenset], float]:
     """Every sample of the server's /metrics: (name, labels) -> value; and (family, None) -> 0
     for every metric family announced."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60).read().decode()
     samples = {}
     for family in text_string_to_metric_families(text):
         samples[(family.name, None)] = 0
@@ -84,7 +84,7 @@ def test_early_stopping_db_manager_latency(tmp_path):
     es, log = started(["katib_services.services.earlystopping", "--algorithm", "medianstop", "--metrics-port", "0"], tmp_path, "es")
     with db, es:
         report_logs(db.channel, 4)
-        api_pb2_grpc.EarlyStoppingStub(es.channel).GetEarlyStoppingRules(rules_request(db.address, 4), timeout=10)
+        api_pb2_grpc.EarlyStoppingStub(es.channel).GetEarlyStoppingRules(rules_request(db.address, 4), timeout=60)
         samples = scrape(metrics_port(log))
     assert value(samples, "katib_dbmanager_call_duration_seconds_count", code="OK") == 4
     assert value(samples, "katib_rpc_calls_total", service="EarlyStopping", rpc="GetEarlyStoppingRules", algorithm="medianstop", code="OK") == 1

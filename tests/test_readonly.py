@@ -56,7 +56,7 @@ def test_servers_write_nothing_outside_the_data_directory(tmp_path, monkeypatch)
                 exp, used = experiment(MIXED[1:], algorithm=algorithm, settings=settings, maxTrialCount=100), trials
             reply = client.suggest(exp, used, count=1 if algorithm == "darts" else 2)
             assert len(reply.parameter_assignments) == (1 if algorithm == "darts" else 2), algorithm
-        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port(suggestion_log)}/metrics", timeout=10).read()
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port(suggestion_log)}/metrics", timeout=60).read()
         report_logs(db.channel, 4)
         stub = api_pb2_grpc.EarlyStoppingStub(es.channel)
         assert stub.GetEarlyStoppingRules(rules_request(db.address, 4), timeout=30).early_stopping_rules

@@ -29,7 +29,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def health_status(channel, service):
-    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=60).status
 
 
 @pytest.fixture
@@ -202,7 +202,7 @@ def test_malformed_request_bytes_are_invalid_argument(serve, payload):
     client = serve("random")
     call = client.channel.unary_unary("/api.v1.beta1.Suggestion/GetSuggestions")
     with pytest.raises(grpc.RpcError) as caught:
-        call(payload, timeout=5)
+        call(payload, timeout=60)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid" in caught.value.details()
     assert health_status(client.channel, "") == SERVING

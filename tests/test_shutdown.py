@@ -48,7 +48,7 @@ class SlowCall:
 def health(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
         request = health_pb2.HealthCheckRequest(service="manager.v1beta1.Suggestion")
-        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=60).status
 
 
 def exit_seconds(server: ServerProcess, since: float, timeout: float = 60) -> tuple[int, float]:

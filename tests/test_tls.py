@@ -33,12 +33,12 @@ def servers():
 
 
 def health(channel) -> int:
-    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=60).status
 
 
 def suggest(channel) -> int:
     request = api_pb2.GetSuggestionsRequest(experiment=experiment([double("x", 0, 1)]), current_request_number=2, total_request_number=2)
-    return len(api_pb2_grpc.SuggestionStub(channel).GetSuggestions(request, timeout=10).parameter_assignments)
+    return len(api_pb2_grpc.SuggestionStub(channel).GetSuggestions(request, timeout=60).parameter_assignments)
 
 
 def refused(channel) -> grpc.StatusCode:
@@ -148,11 +148,11 @@ def test_early_stopping_reads_a_mutual_tls_db_manager(ca, servers, tmp_path):
         with grpc.insecure_channel(es.address) as channel:
             stub = api_pb2_grpc.EarlyStoppingStub(channel)
             if expected == "rule":
-                (rule,) = stub.GetEarlyStoppingRules(request, timeout=10).early_stopping_rules
+                (rule,) = stub.GetEarlyStoppingRules(request, timeout=60).early_stopping_rules
                 assert float(rule.value) == 3.5  # the median of the trials' means (1.5 .. 5.5)
             else:
                 with pytest.raises(grpc.RpcError) as caught:
-                    stub.GetEarlyStoppingRules(request, timeout=10)
+                    stub.GetEarlyStoppingRules(request, timeout=60)
                 assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 

@@ -390,7 +390,7 @@ def test_conflict_on_every_attempt_gives_up_with_kubernetes_error(api, environme
 
 def test_two_concurrent_calls_write_one_condition(api, environment):
     api.add_trial("trial-a", [CREATED, RUNNING])
-    both_read = threading.Barrier(2, timeout=5)
+    both_read = threading.Barrier(2, timeout=60)
     gets = []
 
     def hold_gets(method):  # the first two GETs are answered together, so both callers read the same version
@@ -408,7 +408,7 @@ def test_two_concurrent_calls_write_one_condition(api, environment):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(60)
 
     assert sorted(results) == [ALREADY_EARLY_STOPPED, UPDATED]
     assert [c["type"] for c in api.trials[(NS, "trial-a")]["status"]["conditions"]] == [
@@ -455,7 +455,7 @@ def test_unreachable_api_server_is_kubernetes_error(tmp_path, monkeypatch):
         port = probe.getsockname()[1]
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path, f"http://127.0.0.1:{port}")))
-    updater = TrialStatusUpdater.from_environment(namespace_file=str(tmp_path / "none"), request_timeout=5)
+    updater = TrialStatusUpdater.from_environment(namespace_file=str(tmp_path / "none"), request_timeout=60)
     assert updater is not None
     with pytest.raises(KubernetesError, match="could not read the status of Trial"):
         updater.mark_early_stopped("trial-a")
