@@ -18,8 +18,10 @@ The bottom is judged against the population as it stands (the asynchronous trunc
 of the PBT paper): generation g's results together with the newest result of every slot (an older
 one for a slot that is behind, a newer one for a slot that is ahead), ranked best first (ties by
 name); of those n, the worst floor(q n) (never all) are the bottom.
-The top of generation g is its best max(1, min(ceil(q m), m - floor(q m))) of its m members with a
-value. When whole generations finish together, both are simply generation g's ranking. When a
+The top of generation g is its best min(ceil(q m), m - floor(q m)) of its m members with a value,
+leaving out those in the bottom; while every one of them is in the bottom, it is the best of them
+alone (there is no better member of g to copy yet). When whole generations finish together, both
+are simply generation g's ranking. When a
 generation is not complete, the free slots of the next one are built from its finished part:
 the decision is made when the successor is proposed, from the results known then, and is final
 (the child carries it in its labels). New trials go to the earliest slots first (by generation,
@@ -302,10 +304,11 @@ class _Ranking:
         first = not population.attempts.get((generation, slot))
         if predecessor is not None and first and predecessor.name not in self._bottom(previous):
             return predecessor  # it continues from its own checkpoint
-        # exploit, a failed slot's replacement, or an extra: one of the best of the previous generation
+        # exploit, a failed slot's replacement, or an extra: one of the best of the previous generation,
+        # never one in the bottom (they are its worst members) while it has another
         members = self.best[previous]
-        bottom = self._bottom_count(len(members))
-        top = max(1, min(math.ceil(self.threshold * len(members) - 1e-9), len(members) - bottom))
+        m = len(members)
+        top = max(1, min(math.ceil(self.threshold * m - 1e-9), m - self._bottom_count(m), m - len(self._bottom(previous))))
         return members[rng.randrange(top)]
 
 

@@ -311,6 +311,24 @@ def test_an_early_finisher_is_judged_against_the_population_as_it_stands(serve):
     assert [item.labels[PARENT] for item in third] == [second[3].trial_name, second[3].trial_name]
 
 
+@pytest.mark.parametrize("name", ["above-a", "above-b", "above-c", "above-d"])
+def test_a_member_in_the_bottom_is_never_a_parent_while_its_generation_has_a_better_one(serve, name):
+    """q = 0.4. Generation 1 has finished 0.95, 0.2 and 0.1; against the population as it stands
+    (with 0.6 and 0.5, generation 0's results of the two slots still running) 0.2 and 0.1 are the
+    bottom. Their slots restart from 0.95 alone, never from 0.2 (which would be a member of the
+    bottom replaced by a child of itself). Four experiments, so that a random pick among 0.95 and
+    0.2 cannot pass by luck."""
+    client = serve("pbt")
+    exp = pbt(name=name, truncation_threshold=0.4)
+    first = list(client.suggest(exp, [], count=5).parameter_assignments)
+    trials = [run(client.data_dir, exp, item, value=v) for item, v in zip(first, (0.9, 0.8, 0.7, 0.6, 0.5))]
+    second = list(client.suggest(exp, trials, count=5).parameter_assignments)
+    trials += [run(client.data_dir, exp, item, value=v) for item, v in zip(second[:3], (0.95, 0.2, 0.1))]
+    trials += [trial_pb(item.trial_name, values(item), "Running", {}, dict(item.labels)) for item in second[3:]]
+    third = list(client.suggest(exp, trials, count=3).parameter_assignments)
+    assert [item.labels[PARENT] for item in third] == [second[0].trial_name] * 3
+
+
 # -- state from the request: restarts, replicas, repeated requests -------------------------------------
 
 
