@@ -20,7 +20,7 @@ settings.load_profile("ci")
 from katib_services.algorithms import registry
 from katib_services.services import suggestion
 from katib_services.statestore import DEFAULT_ENTRIES, StateStore
-from katib_services.services.client import experiment_pb
+from katib_services.services.client import ServerProcess, experiment_pb
 from katib_services.services.pb import api_pb2, api_pb2_grpc
 
 
@@ -48,8 +48,10 @@ def serve(tmp_path):
     """Starts in-process Suggestion servers: serve(algorithm) -> Client. All stop after the test.
 
     The servers of a test share one data directory (`serve.data_dir`, a temporary directory, as
-    replicas share Katib's volume) unless a test passes its own `data_dir`."""
-    servers = []
+    replicas share Katib's volume) unless a test passes its own `data_dir`. `serve.process(algorithm)`
+    starts one as its own process instead: a restarted pod, which shares no memory (not even the
+    algorithm's instance) with the servers before it."""
+    servers, processes = [], []
 
     def start(algorithm: str = "random", state_entries: int = DEFAULT_ENTRIES, **options) -> Client:
         store = StateStore(state_entries)
@@ -61,11 +63,23 @@ def serve(tmp_path):
         client.data_dir = Path(options["data_dir"])
         return client
 
+    def process(algorithm: str, data_dir: Path | None = None) -> Client:
+        data_dir = Path(data_dir or start.data_dir)
+        server = ServerProcess(["katib_services.services.suggestion", "--algorithm", algorithm, "--data-dir", str(data_dir)])
+        processes.append(server)
+        client = Client(server.address)
+        client.data_dir = data_dir
+        return client
+
     start.servers = servers
+    start.process = process
+    start.processes = processes
     start.data_dir = tmp_path / "data"
     yield start
     for server in servers:
         server.shutdown(grace=1)
+    for server in processes:
+        server.stop()
 
 
 def spec(parameters, algorithm="random", settings=None, objective="maximize", metric="accuracy", **extra):

@@ -333,18 +333,19 @@ def test_a_member_in_the_bottom_is_never_a_parent_while_its_generation_has_a_bet
 
 
 def test_a_restart_at_every_call_gives_the_same_experiment(serve, tmp_path):
-    """One warm server, and a new server (keeping no state, on its own volume) for every call."""
+    """One warm server, and a new server process (a restarted pod: no memory of the calls before,
+    its own volume) for every call."""
     exp = pbt(name="restarts")
     warm = serve("pbt", data_dir=tmp_path / "warm")
     runs = []
     for fresh in (False, True):
         trials = []
         while len(trials) < 25:
-            client = serve("pbt", data_dir=tmp_path / "cold", state_entries=0) if fresh else warm
+            client = serve.process("pbt", data_dir=tmp_path / "cold") if fresh else warm
             reply = client.suggest(exp, trials, count=5)
             trials += [run(client.data_dir, exp, item) for item in reply.parameter_assignments]
             if fresh:
-                serve.servers[-1].shutdown(grace=1)
+                serve.processes.pop().stop()
         runs.append([(t.name, assignment(t), labels(t)) for t in trials])
     assert runs[0] == runs[1]
     assert sorted(p.name for p in (tmp_path / "cold" / exp.name).iterdir()) == sorted(name for name, _, _ in runs[1])
@@ -352,25 +353,28 @@ def test_a_restart_at_every_call_gives_the_same_experiment(serve, tmp_path):
 
 def test_a_repeated_request_copies_nothing_twice_and_never_clobbers_a_running_trial(serve):
     client = serve("pbt")
-    replica = serve("pbt")  # a second replica on the same volume
+    replica = serve.process("pbt")  # a second replica on the same volume
     exp = pbt(name="repeated")
     trials = drive(client, exp, generations=2)
     first = client.suggest(exp, trials, count=5)
     children = [item for item in first.parameter_assignments if PARENT in item.labels]
     assert children
-    # the trials start and write into their directories
-    for item in children:
+    # the trials start: half write into their directories, half are between deleting their old
+    # checkpoint and writing the new one (an empty directory, which a second copy could replace)
+    for n, item in enumerate(children):
         path = directory(client.data_dir, exp, item.trial_name)
-        (path / "state.json").write_text("written by the running trial")
-        (path / "new-file").write_text("x")
+        for file in path.iterdir():
+            file.unlink()
+        if n % 2:
+            (path / "new-file").write_text("written by the running trial")
     stamps = {item.trial_name: os.stat(directory(client.data_dir, exp, item.trial_name)).st_ino for item in children}
     for server in (client, replica, client):
         again = server.suggest(exp, trials, count=5)
         assert again == first, "the same request gets the same reply (names, assignments, labels)"
-    for item in children:
+    for n, item in enumerate(children):
         path = directory(client.data_dir, exp, item.trial_name)
-        assert (path / "state.json").read_text() == "written by the running trial"
-        assert (path / "new-file").exists() and os.stat(path).st_ino == stamps[item.trial_name]
+        assert contents(path) == ({"new-file": "written by the running trial"} if n % 2 else {})
+        assert os.stat(path).st_ino == stamps[item.trial_name]
     leftovers = [p.name for p in (serve.data_dir / exp.name).iterdir() if p.name.startswith(".")]
     assert not leftovers, leftovers
 
