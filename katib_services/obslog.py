@@ -98,11 +98,14 @@ class ObservationStore:
 
     Writes go through one connection behind a lock; each call is one transaction. Reads use a
     connection of their thread's own, without the lock: in WAL mode readers run beside each
-    other and beside the writer, so reads of different trials never wait for each other.
+    other and beside the writer, so reads of different trials never wait for each other. An
+    in-memory database (`:memory:` or "") exists only in its one connection, so there reads take
+    the writer's, behind the lock.
     """
 
     def __init__(self, path: str):
         self._path = path
+        self._in_memory = path in ("", ":memory:")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -149,6 +152,9 @@ class ObservationStore:
         where = " AND ".join(clause for clause, _ in conditions)
         sql = f"SELECT time_stamp, metric_name, value FROM observation_logs WHERE {where} ORDER BY id"
         params = [value for _, value in conditions]
+        if self._in_memory:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
         return self._reader().execute(sql, params).fetchall()
 
     def delete(self, trial_name: str) -> int:

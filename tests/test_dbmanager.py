@@ -57,6 +57,17 @@ def db(tmp_path):
     server.shutdown(grace=1)
 
 
+@pytest.mark.parametrize("path", [":memory:", ""])
+def test_an_in_memory_database_reads_what_was_written(path):
+    """Reads of other threads see the writer's data (a connection of their own would open another,
+    empty, in-memory database)."""
+    with ServerProcess(["katib_services.services.dbmanager", "--db", path]) as server:
+        client = DBClient(server.address)
+        client.report("t1", [("2026-11-28T10:00:00Z", "loss", "0.5")])
+        assert client.get("t1") == [("2026-11-28T10:00:00Z", "loss", "0.5")]
+        client.channel.close()
+
+
 def invalid_argument(call) -> str:
     """Runs `call`, which must fail with INVALID_ARGUMENT; returns the details."""
     with pytest.raises(grpc.RpcError) as caught:
