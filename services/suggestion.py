@@ -47,37 +47,8 @@ class SuggestionServicer:
         self.trial_cache = convert.TrialCache(self.store.view("trials"))
         self.checkpoints = CheckpointDirectories(data_dir)
 
-    def _prepare(self, pb: api_pb2.Experiment) -> tuple[Algorithm, Experiment, dict]:
-        """Validates the experiment against the algorithm it names; raises InvalidSpec."""
-        problems = Problems()
-        name = pb.spec.algorithm.algorithm_name or self.default_algorithm
-        algorithm = registry.get(name)
-        if algorithm is None:
-            problems.add(
-                "spec.algorithm.algorithmName",
-                f"unknown algorithm {quote(name)}; this service offers: {', '.join(registry.names())}",
-            )
-        experiment = convert.experiment(pb, problems, self.limits, architecture_search=algorithm is not None and algorithm.architecture_search)
-        if experiment.parallel_trial_count > self.limits.request_number:
-            problems.add(
-                "spec.parallelTrialCount",
-                f"({experiment.parallel_trial_count}) is more than this service proposes in one call "
-                f"({self.limits.request_number}, --max-request-number)",
-            )
-        settings: dict = {}
-        if algorithm is not None:
-            current_call().algorithm = algorithm.name
-            settings = algorithm.schema.parse(name, experiment.settings, problems)
-            if not problems.messages:
-                algorithm.check(experiment, settings, problems, self.limits)
-        problems.raise_if_any()
-        space = algorithm.space(experiment, settings)  # type: ignore[union-attr]
-        if space is not experiment.space:  # the algorithm sets a parameter itself (hyperband's resource)
-            experiment = dataclasses.replace(experiment, space=space)
-        return algorithm, experiment, settings  # type: ignore[return-value]
-
     def ValidateAlgorithmSettings(self, request, context):
-        self._prepare(request.experiment)
+        prepare(request.experiment, self.default_algorithm, self.limits)
         return api_pb2.ValidateAlgorithmSettingsReply()
 
     def GetSuggestions(self, data: bytes, context):
@@ -102,7 +73,7 @@ class SuggestionServicer:
                 f"trials: the request has {len(trial_blobs)} trials, more than this service reads "
                 f"({self.limits.trials}, --max-trials)"
             )
-        algorithm, experiment, settings = self._prepare(request.experiment)
+        algorithm, experiment, settings = prepare(request.experiment, self.default_algorithm, self.limits)
         if count > experiment.space.count:
             raise Exhausted(
                 f"current_request_number: {count} different assignments were asked for, and the search space "
@@ -128,6 +99,38 @@ class SuggestionServicer:
         self.checkpoints.prepare(experiment.name, reply.proposals)  # before any trial of the reply can start
         current_call().summary = f"{algorithm.name}: {count} assignment(s) for {len(trials)} trial(s)"
         return convert.suggestions_reply(reply, algorithm.name)
+
+
+def prepare(pb: api_pb2.Experiment, default_algorithm: str, limits: Limits) -> tuple[Algorithm, Experiment, dict]:
+    """Validates the experiment against the algorithm it names (`default_algorithm` when it names
+    none); raises InvalidSpec. Returns the algorithm, the experiment with the algorithm's space
+    (`Algorithm.space`), and the parsed settings."""
+    problems = Problems()
+    name = pb.spec.algorithm.algorithm_name or default_algorithm
+    algorithm = registry.get(name)
+    if algorithm is None:
+        problems.add(
+            "spec.algorithm.algorithmName",
+            f"unknown algorithm {quote(name)}; this service offers: {', '.join(registry.names())}",
+        )
+    experiment = convert.experiment(pb, problems, limits, architecture_search=algorithm is not None and algorithm.architecture_search)
+    if experiment.parallel_trial_count > limits.request_number:
+        problems.add(
+            "spec.parallelTrialCount",
+            f"({experiment.parallel_trial_count}) is more than this service proposes in one call "
+            f"({limits.request_number}, --max-request-number)",
+        )
+    settings: dict = {}
+    if algorithm is not None:
+        current_call().algorithm = algorithm.name
+        settings = algorithm.schema.parse(name, experiment.settings, problems)
+        if not problems.messages:
+            algorithm.check(experiment, settings, problems, limits)
+    problems.raise_if_any()
+    space = algorithm.space(experiment, settings)  # type: ignore[union-attr]
+    if space is not experiment.space:  # the algorithm sets a parameter itself (hyperband's resource)
+        experiment = dataclasses.replace(experiment, space=space)
+    return algorithm, experiment, settings  # type: ignore[return-value]
 
 
 def _verify(reply: Reply, experiment: Experiment, count: int, name: str) -> None:

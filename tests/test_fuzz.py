@@ -1,9 +1,9 @@
 """The fuzz suite: hostile but well-formed messages and raw byte mutations, over every RPC of the
 three servers (suggestion, early stopping, DB manager), each run as its own process.
 
-Every answer: no UNKNOWN, no INTERNAL; every OK GetSuggestions reply holds exactly
-current_request_number valid, different assignments; at the end every server is healthy with a
-bounded peak RSS. CI runs the `ci` hypothesis profile (a few hundred cases per RPC, the same ones
+Every answer: no UNKNOWN, no INTERNAL, no call still running at 30 s (a hang); every OK
+GetSuggestions reply holds exactly current_request_number valid, different assignments; at the end
+every server is healthy with a bounded peak RSS. CI runs the `ci` hypothesis profile (a few hundred cases per RPC, the same ones
 every run); `python bench/fuzz.py` runs the `deep` profile (more than 10,000 cases) and also fails
 on any call of 10 s or more (each call's time is recorded here; a timing is not a test assertion).
 """
