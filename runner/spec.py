@@ -254,8 +254,8 @@ def _count(spec: Mapping, key: str, problems: Problems, minimum: int) -> int | N
     value = spec.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        problems.add(f"spec.{key}", f"{value!r} must be an integer ≥ {minimum}")
+    if not _is_int32(value) or value < minimum:  # the CRD's fields are int32
+        problems.add(f"spec.{key}", f"{value!r} must be an integer from {minimum} to {INT32 - 1}")
         return None
     return value
 

@@ -302,7 +302,9 @@ def test_no_objective_is_metrics_unavailable(tmp_path):
         (lambda d: d.pop("kind"), "kind: is None; expected Experiment"),
         (lambda d: d["spec"].pop("objective"), "spec.objective: is missing"),
         (lambda d: d["spec"]["objective"].update(type="best"), "spec.objective.type: is 'best'; use minimize or maximize"),
-        (lambda d: d["spec"].update(maxTrialCount="ten"), "spec.maxTrialCount: 'ten' must be an integer ≥ 1"),
+        (lambda d: d["spec"].update(maxTrialCount="ten"), "spec.maxTrialCount: 'ten' must be an integer from 1 to 2147483647"),
+        (lambda d: d["spec"].update(maxTrialCount=2**40), "spec.maxTrialCount: 1099511627776 must be an integer from 1 to 2147483647"),
+        (lambda d: d["spec"].update(parallelTrialCount=2**31), "spec.parallelTrialCount: 2147483648 must be an integer from 1 to"),
         (lambda d: d["spec"].update(parameters={"x": 1}), "spec.parameters: must be a list, not dict"),
         (
             lambda d: d["spec"]["trialTemplate"].update(primaryContainerName="main"),
@@ -321,7 +323,7 @@ def test_no_objective_is_metrics_unavailable(tmp_path):
             "spec.metricsCollectorSpec.source.filter.metricsFormat[0]",
         ),
     ],
-    ids=["kind", "objective", "objective-type", "max-trials", "parameters", "container", "reference", "collector", "filter"],
+    ids=["kind", "objective", "objective-type", "max-trials", "max-trials-int32", "parallel-int32", "parameters", "container", "reference", "collector", "filter"],
 )
 def test_malformed_manifest_names_the_field(tmp_path, capsys, change, expected):
     document = manifest()
