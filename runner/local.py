@@ -76,7 +76,7 @@ class ProcessExecutor:
             mount = self.config.suggestion_trial_dir.rstrip("/")
             if mount:  # a path Katib mounts the trial's checkpoint directory at
                 checkpoint = str(self.data_dir / self.config.name / trial.name)
-                pattern = re.compile(re.escape(mount) + r"(?=/|$|[^\w.-])")
+                pattern = re.compile(r"(?<![\w./~-])" + re.escape(mount) + r"(?=/|$|[^\w.-])")  # whole path components
                 argv, env = _replace(argv, env, lambda text: pattern.sub(lambda _: checkpoint, text))
             if argv and argv[0] in ("python", "python3"):
                 argv[0] = sys.executable

@@ -77,10 +77,13 @@ def test_the_trial_dir_is_substituted_in_args_and_env_as_a_path(tmp_path):
     document["spec"]["algorithm"]["algorithmSettings"][0]["value"] = "/ckpt"
     container = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     script = "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ['CKPT']])); print('Validation-accuracy=0.5')"
-    container["command"] = ["python3", "-c", script, "/ckpt", "--b=/ckpt/training.ckpt", "--c=/ckptx", "/ckpt/", "--e=/ckpt.d"]
+    container["command"] = [
+        "python3", "-c", script, "/ckpt", "--b=/ckpt/training.ckpt", "--c=/ckptx", "/ckpt/", "--e=/ckpt.d", "--f=/data/ckpt/x", "/mnt/ckpt",
+    ]  # fmt: skip
     container["env"] = [{"name": "CKPT", "value": "/ckpt"}]
     code, workdir, trials = run(tmp_path, document)
     assert code == 0
     mounted = str(workdir / "pbt" / "simple-pbt" / trials[0]["name"])
     log = (workdir / "trials" / trials[0]["name"] / "output.log").read_text().splitlines()
-    assert json.loads(log[0]) == [[mounted, f"--b={mounted}/training.ckpt", "--c=/ckptx", f"{mounted}/", "--e=/ckpt.d"], mounted]
+    expected = [mounted, f"--b={mounted}/training.ckpt", "--c=/ckptx", f"{mounted}/", "--e=/ckpt.d", "--f=/data/ckpt/x", "/mnt/ckpt"]
+    assert json.loads(log[0]) == [expected, mounted]
