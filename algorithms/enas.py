@@ -69,7 +69,7 @@ from .base import Algorithm, Proposal, Reply, Request, derive_seed
 from .enas_controller import Architecture, Config, Controller, size
 from .errors import Problems
 from .experiment import Experiment
-from .history import OBSERVED, PENDING, History, Trial, label_index
+from .history import PENDING, History, Trial, label_index
 from .limits import Limits
 from .model import draw_new
 from .nas import FIELD, NasConfig, NasSpace, katib_json, parse_katib_json
@@ -328,7 +328,8 @@ class _Learner:
                 )
 
     def _store(self, snapshots: list[_Snapshot]) -> None:
-        size = sum(s.controller.nbytes + 200 * len(s.events) for s in snapshots)
+        # an event: its tuple, the reward, and the point's L(L+1)/2 references
+        size = sum(s.controller.nbytes + sum(140 + 8 * len(point) for point, _ in s.events) for s in snapshots)
         self.request.store.put(self.key, tuple(snapshots), size)
 
 
@@ -358,7 +359,7 @@ def learning_events(history: History, space: ArchitectureSpace) -> tuple[list[tu
 
 
 def _reward(trial: Trial) -> float | None:
-    if trial.condition not in OBSERVED or trial.value is None:
+    if not trial.observed:
         return None
     return min(max(-trial.value, -REWARD_LIMIT), REWARD_LIMIT)  # values are oriented for minimization
 

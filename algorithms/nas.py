@@ -25,10 +25,8 @@ string is written as `\\u0027`, so that the trial's replacement cannot break it.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 from katib_services.numbers import quote
@@ -66,7 +64,7 @@ class Operation:
 
     @property
     def size(self) -> int:
-        return math.prod(p.size for p in self.space.parameters)  # type: ignore[misc]
+        return self.space.size  # type: ignore[return-value]
 
     def choice(self, index: int) -> dict[str, Any]:
         """The parameter values of the index-th combination, as JSON values: INT and DISCRETE
@@ -75,10 +73,9 @@ class Operation:
 
 
 def _json_value(parameter, key: int) -> Any:
-    text = parameter.format(key)
     if parameter.type is ParamType.CATEGORICAL:
-        return text
-    number = Decimal(text)
+        return parameter.format(key)
+    number = parameter.exact(key)
     if parameter.type is ParamType.INT or (parameter.type is ParamType.DISCRETE and number == number.to_integral_value()):
         return int(number)
     return float(number)
