@@ -25,7 +25,7 @@ import yaml
 
 from katib_services.algorithms import registry
 from katib_services.algorithms.base import Request
-from katib_services.algorithms.enas import INDEX, learning_events
+from katib_services.algorithms.enas import INDEX, _Learner, learning_events
 from katib_services.algorithms.enas_controller import Architecture, Config, Controller, size
 from katib_services.algorithms.errors import Cancelled, Problems
 from katib_services.algorithms.history import History, parse_trial
@@ -318,15 +318,66 @@ def _history(parsed, space, trials):
     return History(experiment, [parse_trial(experiment, *convert.trial_fields(t)) for t in trials])
 
 
-def test_a_cancelled_call_keeps_what_it_trained_and_changes_no_reply(serve):
-    exp = nas_experiment(layers=3)
-    trials = drive(serve("enas"), exp, ops_score, 15)
+def _enas_request(exp, trials, store=None):
+    """The Request enas gets for `exp` and `trials` (store: a StateStore's view, or none)."""
     algorithm = registry.get("enas")
     parsed = convert.experiment(exp, architecture_search=True)
     settings = algorithm.schema.parse("enas", parsed.settings, Problems())
     space = algorithm.space(parsed, settings)
-    experiment = dataclasses.replace(parsed, space=space)
     history = _history(parsed, space, trials)
+    options = {} if store is None else {"store": store.view("enas")}
+    return Request(dataclasses.replace(parsed, space=space), settings, history, 3, len(trials) + 3, **options), space
+
+
+def test_learning_follows_the_enas_index_not_the_trial_names(serve):
+    """Katib's trial names end in random characters: creation order is carried by the index label
+    alone. Here the names sort the other way round."""
+    trials = drive(serve("enas"), nas_experiment(layers=2), ops_score, 6)
+    renamed = [
+        trial_pb(f"exp-{'zyxwvu'[i]}", dict(key(t)), "Succeeded", {"accuracy": i / 10}, dict(t.spec.labels)) for i, t in enumerate(trials)
+    ]
+    request, space = _enas_request(nas_experiment(layers=2), renamed)
+    events, settled = learning_events(request.history, space)
+    assert [reward for _, reward in events] == [i / 10 for i in range(6)] and settled == 6
+
+
+def test_a_controller_cached_for_another_experiment_is_never_used(serve):
+    """The same trials and settings under another experiment name: its trained controller is in
+    the store, but this experiment's controller (its own seed) is trained as on a fresh server."""
+    exp, other = nas_experiment(layers=3), nas_experiment(layers=3, name="another")
+    trials = drive(serve("enas"), exp, ops_score, 9)
+    store = StateStore()
+    _Learner(*_enas_request(other, trials, store)).train()
+    warm = _Learner(*_enas_request(exp, trials, store)).train()
+    fresh = _Learner(*_enas_request(exp, trials)).train()
+    assert np.array_equal(warm.flat, fresh.flat)
+
+
+def test_the_skip_penalty_and_the_entropy_bonus_push_the_right_way():
+    """With no reward signal (zero advantages) only the two regularisers act: the KL penalty pulls
+    the skip rate to controller_skip_target, and the entropy bonus raises the entropy."""
+    rng = np.random.default_rng(1)
+    config = Config(layers=4, operations=3, hidden=8, entropy_weight=None, skip_target=0.1, skip_weight=1.0)
+    controller = Controller(config, np.random.default_rng(0))  # skips start near 0.5
+    arch = controller.sample(16, rng)
+    for _ in range(30):
+        controller.step(arch, np.zeros(16), 0.05)
+    sampled = controller.sample(2000, np.random.default_rng(2))
+    assert np.mean(np.concatenate([s.ravel() for s in sampled.skips[1:]])) < 0.3
+
+    config = Config(layers=3, operations=4, hidden=8, entropy_weight=1.0, skip_weight=None)
+    controller = Controller(config, flat=np.random.default_rng(0).normal(0, 0.5, size(config)))  # peaked at the start
+    arch = controller.sample(16, rng)
+    before = controller.loss_and_grads(arch, np.zeros(16))[2]["entropy"]
+    for _ in range(30):
+        controller.step(arch, np.zeros(16), 0.05)
+    assert controller.loss_and_grads(arch, np.zeros(16))[2]["entropy"] > before
+
+
+def test_a_cancelled_call_keeps_what_it_trained_and_changes_no_reply(serve):
+    exp = nas_experiment(layers=3)
+    trials = drive(serve("enas"), exp, ops_score, 15)
+    algorithm = registry.get("enas")
     checks = []
 
     def gone_after_six_events():
@@ -335,11 +386,12 @@ def test_a_cancelled_call_keeps_what_it_trained_and_changes_no_reply(serve):
             raise Cancelled("the caller is gone")
 
     store = StateStore()
+    request, _ = _enas_request(exp, trials, store)
     with pytest.raises(Cancelled):
-        algorithm.suggest(Request(experiment, settings, history, 3, 18, store=store.view("enas"), check=gone_after_six_events))
+        algorithm.suggest(dataclasses.replace(request, check=gone_after_six_events))
     assert store.stats()[0] == 1, "the six events trained are kept"
-    resumed = algorithm.suggest(Request(experiment, settings, history, 3, 18, store=store.view("enas")))
-    fresh = algorithm.suggest(Request(experiment, settings, history, 3, 18))
+    resumed = algorithm.suggest(_enas_request(exp, trials, store)[0])
+    fresh = algorithm.suggest(_enas_request(exp, trials)[0])
     assert [p.assignment for p in resumed.proposals] == [p.assignment for p in fresh.proposals]
 
 
