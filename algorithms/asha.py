@@ -17,9 +17,9 @@ Failures. A FAILED, KILLED, METRICSUNAVAILABLE or EARLYSTOPPED trial, or one wit
 among the n_k finished trials of its rung as its worst result and is never promoted.
 
 Labels. Each proposal carries `asha-bracket`, `asha-rung` and `asha-config` (the configuration's
-number, kept by its promotions; a new configuration gets one more than the highest held). A trial
-belongs to the schedule only when its labels are plain numbers that fit (bracket below
-`brackets`, rung from the bracket up to K, configuration below the number of trials), its resource
+number, kept by its promotions; a new configuration gets the lowest number no base trial holds).
+A trial belongs to the schedule only when its labels are plain numbers that fit (at most nine
+digits, bracket below `brackets`, rung from the bracket up to K), its resource
 is its rung's, and above the base rung its configuration held the rung below in the same bracket
 with the same parameters; when two trials claim one place the first by name wins. Any other trial
 is foreign: never proposed again, never in a rung. Replay is linear in the trials.
@@ -34,10 +34,10 @@ from katib_services.numbers import shorten
 from .base import Reply, Request
 from .errors import Problems
 from .experiment import Experiment
-from .history import Trial
+from .history import LABEL_DIGITS, Trial
 from .limits import Limits
 from .multifidelity import ETA, MAX_LEVELS, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, place_labels
-from .multifidelity import placed, ranked, resource_parameter, whole
+from .multifidelity import free_numbers, placed, ranked, resource_parameter, whole
 from .settings import FIELD, RANDOM_STATE, Schema, Setting
 from .space import ParamType
 
@@ -104,7 +104,7 @@ class Asha(MultiFidelity):
                 results = ranked(members)
                 best = results[: whole(len(results) / eta)]
                 candidates += [(b, k, c) for value, c in best if value is not None and c not in above]
-        next_config = max(base, default=-1) + 1
+        numbers = free_numbers(base, 10**LABEL_DIGITS)  # every number fits a label (10^9 are never all held)
         batch = Batch(request, fidelity, {CONFIG: "extra"})  # outside the schedule
         queue = iter(candidates)
         while not batch.full:
@@ -117,9 +117,8 @@ class Asha(MultiFidelity):
             if promoted:
                 continue
             b = min(range(brackets), key=lambda i: (spent[i], i))
-            if batch.new(b, place_labels(LABELS, (b, b, next_config))):
+            if batch.new(b, place_labels(LABELS, (b, b, next(numbers)))):  # else an extra: the rest of the batch too
                 spent[b] += ladder[b]
-                next_config += 1
         return Reply(batch.proposals)
 
 
@@ -133,7 +132,7 @@ def _replay(
         if place is None:
             continue
         b, k, c = place
-        if b >= brackets or not b <= k <= fidelity.top or c >= len(trials):
+        if b >= brackets or not b <= k <= fidelity.top:
             continue
         if fidelity.level(t.point) == k:
             claims.append((b, k, c, t))
@@ -146,7 +145,7 @@ def _replay(
         rungs.setdefault((b, b), {})[c] = t
     claims.sort(key=lambda claim: claim[1])  # rung by rung, so that the rung below is known
     for b, k, c, t in claims:
-        if k == b or c not in base or base[c][0] != b or c not in rungs.get((b, k - 1), {}):
+        if k == b or c not in rungs.get((b, k - 1), {}):  # held the rung below, so its base is bracket b's
             continue
         members = rungs.setdefault((b, k), {})
         if c not in members and fidelity.config(t.point) == fidelity.config(base[c][1].point):

@@ -23,8 +23,8 @@ whose rung 0 is not fully proposed, in schedule order, across rounds. Rounds nev
 slot waits for a rung to finish and the experiment ends by maxTrialCount or its goal.
 
 Labels are input. A trial belongs to the schedule only when its four labels are plain numbers
-that fit it (round below the number of trials, bracket at most s_max, rung within the bracket,
-configuration below rung 0's size), its resource is its rung's, and, above rung 0, its
+that fit it (at most nine digits, bracket at most s_max, rung within the bracket, configuration
+below rung 0's size), its resource is its rung's, and, above rung 0, its
 configuration is one its rung 0 trial has and its lower rung decided to promote; when two trials
 claim one place, the first by name wins. Any other trial is foreign: never proposed again, never
 in the schedule. So replay is linear in the trials. Katib leaves METRICSUNAVAILABLE trials out of
@@ -39,7 +39,7 @@ from typing import Any
 from .base import Reply, Request
 from .history import Trial
 from .multifidelity import ETA, RESOURCE_NAME, SAMPLER, Batch, Fidelity, Ladder, MultiFidelity, finished, place_labels
-from .multifidelity import ceiling, placed, ranked, whole
+from .multifidelity import ceiling, free_numbers, placed, ranked, whole
 from .settings import RANDOM_STATE, Schema, Setting
 from .space import ParamType
 
@@ -90,7 +90,7 @@ class Hyperband(MultiFidelity):
             key = schedule.bracket_at(position)
             bracket = brackets.get(key) or _Bracket([{}], [], 0)
             size = schedule.sizes[key[1]][0]
-            free = _free_numbers(bracket.rungs[0], size)
+            free = free_numbers(bracket.rungs[0], size)
             while not batch.full:
                 c = next(free, None)
                 if c is None:
@@ -137,7 +137,7 @@ def _replay(trials: list[Trial], fidelity: Fidelity, schedule: _Schedule) -> dic
         if place is None:
             continue
         round_, s, rung, c = place
-        if round_ >= len(trials) or s > schedule.s_max:
+        if s > schedule.s_max:
             continue
         sizes = schedule.sizes[s]
         if rung < len(sizes) and c < sizes[0] and fidelity.level(t.point) == schedule.level(s, rung):
@@ -167,17 +167,3 @@ def _bracket(claims: list[list[tuple[int, Trial]]], fidelity: Fidelity, sizes: l
             return _Bracket(rungs, waiting, i + 1)
         expected = len(decided)
     return _Bracket(rungs, [], 0)
-
-
-def _free_numbers(taken: dict[int, Any], size: int):
-    """Configuration numbers below `size` that no trial holds, lowest first (in time linear in
-    the numbers held and the numbers drawn, whatever `size`)."""
-    c = 0
-    for held in sorted(taken):
-        while c < held:
-            yield c
-            c += 1
-        c = held + 1
-    while c < size:
-        yield c
-        c += 1

@@ -27,6 +27,7 @@ import math
 import random
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from katib_services.numbers import quote
@@ -194,6 +195,20 @@ def placed(trial: Trial, keys: tuple[str, ...]) -> tuple[int, ...] | None:
 def place_labels(keys: tuple[str, ...], numbers: tuple[int, ...]) -> dict[str, str]:
     """The labels that `placed` reads back as `numbers`."""
     return {key: str(n) for key, n in zip(keys, numbers)}
+
+
+def free_numbers(taken: Iterable[int], size: int) -> Iterator[int]:
+    """Configuration numbers below `size` that are not `taken`, lowest first (in time linear in
+    the numbers taken and the numbers drawn, whatever `size`)."""
+    c = 0
+    for held in sorted(taken):
+        while c < held:
+            yield c
+            c += 1
+        c = held + 1
+    while c < size:
+        yield c
+        c += 1
 
 
 def finished(trial: Trial) -> bool:

@@ -247,6 +247,24 @@ def test_a_trial_missing_from_the_request_is_proposed_again(serve):
     assert config_of(reply[0]) != config_of(base[4]), "a new configuration in the free place"
 
 
+def test_trials_missing_from_the_request_leave_the_later_ones_in_the_schedule(serve):
+    """The trials Katib leaves out do not make the ones after them foreign. asha: with the first
+    three of six base trials missing, the best of the other three (configuration 4) is promoted.
+    hyperband with r_l < eta (every trial its own round): with rounds 0 and 1 missing, rounds 2
+    and 3 keep their places, so a third new trial goes to round 4."""
+    client = serve("asha")
+    exp = exp_for("asha")
+    base = finish(proposed(client.suggest(exp, [], count=6), 0), [("Succeeded", v) for v in ("0.5", "0.4", "0.3", "0.2", "0.1", "0.6")])
+    for missing in (2, 3):
+        reply = proposed(client.suggest(exp, base[missing:], count=1), 6)
+        assert labels_of(reply[0], ASHA) == (0, 1, 4) and config_of(reply[0]) == config_of(base[4])
+    client = serve("hyperband")
+    exp = exp_for("hyperband", r_l=2)
+    rounds = finish(proposed(client.suggest(exp, [], count=4), 0), [("Succeeded", str(i)) for i in range(4)])
+    reply = proposed(client.suggest(exp, rounds[2:], count=3), 4)
+    assert [labels_of(t)[0] for t in reply] == [0, 1, 4]
+
+
 def test_asha_failures_count_in_the_rung_and_are_never_promoted(serve):
     client = serve("asha")
     exp = exp_for("asha")
@@ -332,6 +350,35 @@ def test_labels_that_do_not_fit_make_their_trials_foreign(serve, algorithm, keys
     clean = client.suggest(exp, trials, count=4)
     poisoned = client.suggest(exp, trials + crafted, count=4)
     assert [dict(p.labels) for p in poisoned.parameter_assignments] == [dict(p.labels) for p in clean.parameter_assignments]
+
+
+@pytest.mark.parametrize("algorithm,keys,size", [("hyperband", HB, 9), ("asha", ASHA, 6)])
+def test_a_promotion_with_another_configuration_is_foreign(serve, algorithm, keys, size):
+    """A trial in a promotion's place (its labels and resource) with a configuration its base trial
+    does not have does not take the place: the promotion is still proposed."""
+    client = serve(algorithm)
+    exp = exp_for(algorithm)
+    base = finish(proposed(client.suggest(exp, [], count=size), 0), [("Succeeded", str(i)) for i in range(size)])
+    (promotion,) = client.suggest(exp, base, count=1).parameter_assignments
+    assert promotion.labels[keys[-2]] == "1" and {x.name: x.value for x in promotion.assignments}["epochs"] == "3"
+    impostor = {**{x.name: x.value for x in promotion.assignments}, "x": "0.999"}
+    crafted = trial_pb("zz-impostor", impostor, "Succeeded", {"loss": "-100"}, dict(promotion.labels))
+    assert list(client.suggest(exp, [*base, crafted], count=1).parameter_assignments) == [promotion]
+
+
+def test_asha_numbers_every_new_configuration_so_that_it_reads_back(serve):
+    """A base trial holding configuration 999999999 (nine digits, the most a label number has):
+    new configurations take the lowest free numbers, so every one reads back as a member and no
+    place is proposed twice."""
+    client = serve("asha")
+    exp = exp_for("asha")
+    first = proposed(client.suggest(exp, [], count=1), 0)[0]
+    high = trial_pb("a-high", assignment_of(first), "Succeeded", {"loss": "0.5"}, {ASHA[0]: "0", ASHA[1]: "0", ASHA[2]: "999999999"})
+    run = Run(lambda: client, exp, 3, seed=2)
+    run.trials.append(high)
+    run.until(lambda run: len(run.trials) >= 40)
+    places = [labels_of(t, ASHA) for t in run.trials[1:]]
+    assert len(set(places)) == len(places) and all(c < 40 or c == 999999999 for _, _, c in places), places
 
 
 @pytest.mark.parametrize("algorithm", ["hyperband", "asha"])
@@ -431,6 +478,30 @@ def test_tpe_sampler_draws_where_the_top_results_are(serve, algorithm):
         assert len(new) >= 25
         distances[sampler] = statistics.median(abs(x - 0.2) for x in new)
     assert distances["tpe"] < 0.15 < distances["random"], distances
+
+
+def test_the_tpe_sampler_fits_the_highest_rung_with_enough_results(serve):
+    """BOHB's rule: the model is fitted at the highest rung with more results than configuration
+    parameters. Rung 0 (30 results) is best near x = 0.2, rung 1 near x = 0.8: new configurations
+    follow rung 1 while it has 30 results, and rung 0 when rung 1 has only one."""
+    space = [double("x", "0", "1"), integer("epochs", 1, 1)]
+    exp = exp_for("asha", parameters=space, sampler="tpe")
+
+    def trial(name, i, rung):
+        x = (i + 0.5) / 30
+        loss = abs(x - (0.2 if rung == 0 else 0.8))
+        labels = {ASHA[0]: "0", ASHA[1]: str(rung), ASHA[2]: str(i)}
+        return trial_pb(name, {"x": repr(x), "epochs": ["1", "3"][rung]}, "Succeeded", {"loss": loss}, labels)
+
+    rung0 = [trial(f"a{i:02d}", i, 0) for i in range(30)]
+    medians = []
+    for promoted in (range(30), [27]):
+        rung1 = [trial(f"b{i:02d}", i, 1) for i in promoted]
+        reply = serve("asha").suggest(exp, rung0 + rung1, count=40)
+        new = [float(assignment_of(t)["x"]) for t in proposed(reply, 60) if t.spec.labels[ASHA[1]] == "0"]
+        assert len(new) >= 20
+        medians.append(statistics.median(new))
+    assert medians[0] > 0.6 and medians[1] < 0.4, medians
 
 
 def fidelity_loss(assignment):
