@@ -39,7 +39,7 @@ from .history import PENDING, Condition, Trial, label_index
 from .limits import Limits
 from .model import Taken, draw_new
 from .settings import FIELD, Setting
-from .space import Parameter, ParamType, SearchSpace
+from .space import Parameter, ParamType, SearchSpace, plain_double
 
 MAX_LEVELS = 64  # levels of a ladder (hyperband: brackets), which bounds every loop over them
 _TOLERANCE = 1e-12  # relative: far above float error (9 / 3^2 is a whole level), far below a schedule's steps
@@ -110,8 +110,7 @@ class Ladder:
 def _format(value: float, kind: ParamType) -> str:
     if kind is ParamType.INT:
         return str(max(1, math.floor(value + 0.5)))
-    text = format(Decimal(repr(value)), "f")
-    return text if "." in text else text + ".0"
+    return plain_double(Decimal(repr(value)))
 
 
 class MultiFidelity(Algorithm):
@@ -159,8 +158,7 @@ def resource_parameter(experiment: Experiment, settings: dict[str, Any], problem
 
 def ladder_space(space: SearchSpace, resource: str, ladder: Ladder) -> SearchSpace:
     """The space with the resource parameter replaced by the ladder's values (a discrete list)."""
-    texts = ladder.texts
-    level = Parameter(resource, ParamType.DISCRETE, choices=texts, size=len(texts), _index={t: j for j, t in enumerate(texts)})
+    level = Parameter.listed(resource, ParamType.DISCRETE, ladder.texts)
     return SearchSpace([level if p.name == resource else p for p in space.parameters])
 
 

@@ -117,6 +117,17 @@ def _from_ordinal(n: int) -> float:
     return struct.unpack("<d", struct.pack("<q", n))[0]
 
 
+def plain_double(exact: Decimal) -> str:
+    """A double's exact value as Katib's trials read it: plain decimals ("0.1" for 0.10, like the
+    user writes it; "3.0" for 3, as repr() does), or exact scientific notation ("5.5E+307") rather
+    than more than _PLAIN_DIGITS characters."""
+    exact = exact.normalize(_EXACT)
+    text = format(exact, "f")
+    if len(text) > _PLAIN_DIGITS:
+        return str(exact)
+    return text if "." in text else text + ".0"
+
+
 @dataclass(frozen=True, eq=False)
 class Parameter:
     name: str
@@ -129,6 +140,11 @@ class Parameter:
     choices: tuple[str, ...] = ()
     size: int | None = None  # number of points; None for a continuous parameter
     _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def listed(cls, name: str, ptype: ParamType, choices: tuple[str, ...]) -> Parameter:
+        """A DISCRETE or CATEGORICAL parameter of the values `choices` (in the order given)."""
+        return cls(name, ptype, choices=choices, size=len(choices), _index={v: k for k, v in enumerate(choices)})
 
     @property
     def finite(self) -> bool:
@@ -156,11 +172,7 @@ class Parameter:
         exact = self.exact(key)
         if self.type is ParamType.INT:
             return str(int(exact))
-        exact = exact.normalize(_EXACT)
-        text = format(exact, "f")  # "0.1" for 0.10, like the user writes it
-        if len(text) > _PLAIN_DIGITS:
-            return str(exact)  # exact scientific notation, "5.5E+307", rather than 300 digits
-        return text if "." in text else text + ".0"  # a double keeps its point, as repr() does
+        return plain_double(exact)
 
     def parse(self, text: str) -> Key | None:
         """The key of a value string, or None when it is not a point of this parameter."""
@@ -394,10 +406,7 @@ def _parse_list(spec: RawParameter, ptype: ParamType, fs: str, problems: Problem
         return None
     if ptype is ParamType.DISCRETE:
         values.sort(key=numbers.__getitem__)
-    choices = tuple(values)
-    return Parameter(
-        spec.name, ptype, choices=choices, size=len(choices), _index={v: k for k, v in enumerate(choices)}
-    )
+    return Parameter.listed(spec.name, ptype, tuple(values))
 
 
 def _number(text: str, where: str, problems: Problems, *, integer: bool, positive: bool = False) -> Decimal | None:

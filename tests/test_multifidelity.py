@@ -196,6 +196,8 @@ def test_a_double_resource_takes_plain_decimals(serve):
     run = Run(lambda: client, exp_for("hyperband", parameters=space, resource_name="fraction", r_l=10), 1)
     resources = {assignment_of(t)["fraction"] for t in run.until(lambda run: len(run.trials) >= 40).trials}
     assert resources == {"1.1111111111111112", "3.3333333333333335", "10.0"}
+    run = Run(lambda: serve("asha"), exp_for("asha", parameters=space, resource_name="fraction", min_resource="1e-150", max_resource=1, eta=1000), 1)
+    assert assignment_of(run.until(lambda run: run.trials).trials[0])["fraction"] == "1E-150", "not 152 characters"
 
 
 # -- failures, missing trials, labels ----------------------------------------------------------------
