@@ -187,8 +187,9 @@ def test_beats_random_at_equal_budget(serve, algorithm):
 
 @pytest.mark.parametrize("algorithm", SPACE_ALGORITHMS)
 def test_reply_is_a_function_of_the_request_alone(serve, algorithm):
-    """Shuffled trials; a warm server, a fresh one, one warmed on another experiment, and one that
-    keeps no state at all give the same reply, and repeated calls do not grow the state store."""
+    """Shuffled trials; a warm server, a fresh one, one warmed on another experiment, one that
+    keeps no state at all and a new server process (a restarted pod: not even the algorithm's
+    instance is shared) give the same reply, and repeated calls do not grow the state store."""
     space = [double("x", "-2", "2", step="0.01"), double("y", "-2", "2", step="0.01"), integer("n", 1, 5)]
     extra = {"maxTrialCount": 1000} if algorithm == "grid" else {}
     exp = exp_for(algorithm, space, **extra)
@@ -206,6 +207,7 @@ def test_reply_is_a_function_of_the_request_alone(serve, algorithm):
     replies.append(points(other.suggest(exp, shuffled[0], count=3)))
     replies.append(points(serve(algorithm).suggest(exp, shuffled[1], count=3)))
     replies.append(points(serve(algorithm, state_entries=0).suggest(exp, shuffled[2], count=3)))
+    replies.append(points(serve.process(algorithm).suggest(exp, shuffled[0], count=3)))
     assert all(reply == replies[0] for reply in replies), replies
 
     before = warm.store.stats()

@@ -286,7 +286,7 @@ def test_a_retried_request_and_a_restarted_server_continue(serve):
     warm = points(first.suggest(exp, trials, count=3))
     assert warm == points(first.suggest(exp, trials, count=3))
     serve.servers[0].shutdown(grace=1)
-    restarted = serve("enas")
+    restarted = serve.process("enas")  # a restarted pod: a new process
     assert points(restarted.suggest(exp, trials, count=3)) == warm
     more = drive(restarted, exp, ops_score, 15, trials=trials)
     assert len({key(t) for t in more}) == 15
