@@ -160,6 +160,8 @@ def test_a_restart_at_every_call_gives_the_same_proposals(serve, algorithm, para
     steady = Run(lambda: client, exp, parallelism, seed=5).until(enough)
     restarted = Run(fresh, exp, parallelism, seed=5).until(enough)
     assert restarted.replies == steady.replies
+    pod = serve.process(algorithm)  # a new process shares not even the algorithm's instance
+    assert pod.suggest(exp, steady.trials, count=3) == fresh().suggest(exp, steady.trials, count=3)
     assert len({labels for _, labels in steady.replies}) == len(steady.replies)
 
 
