@@ -121,3 +121,24 @@ def test_an_experiment_name_cannot_forge_a_text_log_line(tmp_path):
     text = log.read_text()
     assert "INFO forged" in text and not any(line.startswith("2026-12-01 00:00:00 INFO forged") for line in text.splitlines())
     assert "x\\x0a2026-12-01" in text, text
+
+
+def test_calls_refused_while_draining_are_counted(tmp_path):
+    """After SIGTERM a new call is refused UNAVAILABLE, and the refusal is in the metrics."""
+    from .test_shutdown import SlowCall
+
+    argv = ["tests.plugins", "--algorithm", "random", "--grace", "20", "--metrics-port", "0"]
+    server, log = started(argv, tmp_path, "draining")
+    with server:
+        slow = SlowCall(server, tmp_path, seconds=2.0)
+        port = metrics_port(log)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        with pytest.raises(grpc.RpcError) as refused:
+            Client(server.address).suggest(experiment([double("x", 0, 1)]))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        samples = scrape(port)
+        slow.thread.join(30)
+    refusal = {"service": "Suggestion", "rpc": "GetSuggestions", "algorithm": "", "code": "UNAVAILABLE"}
+    assert value(samples, "katib_rpc_calls_total", **refusal) == 1
+    assert value(samples, "katib_rpc_errors_total", **refusal) == 1
